@@ -1,0 +1,135 @@
+"""The datasets the kit knows: public origin, size and sha256 of every file, and how to obtain them.
+
+Resolution order for a file: the data-directory setting (RASEKIT_DATA_DIR), then the local cache, then a
+download from the public origin (S3-Rec repository, per ../shared/data/README.md). Every file is checked
+against its size and sha256 before use; a download is written to a temporary name and only renamed into
+place once verified, so a failed or corrupt download leaves nothing behind.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import paths
+
+ORIGIN = "https://raw.githubusercontent.com/aHuiWang/CIKM2020-S3Rec/master/data/"
+
+
+class ChecksumError(ValueError):
+    """A data file does not match the registry's size or sha256."""
+
+
+class UnknownDatasetError(KeyError):
+    def __str__(self) -> str:  # KeyError quotes its message; show it plainly
+        return self.args[0]
+
+
+@dataclass(frozen=True)
+class DataFile:
+    name: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    sequences: DataFile
+    attributes: DataFile
+
+
+def _dataset(name, txt_size, txt_sha, attr_size, attr_sha) -> Dataset:
+    return Dataset(name, DataFile(f"{name}.txt", txt_size, txt_sha),
+                   DataFile(f"{name}_item2attributes.json", attr_size, attr_sha))
+
+
+DATASETS: dict[str, Dataset] = {d.name: d for d in [
+    _dataset("Beauty", 1090094, "226cce9c3105299ca0db9615d7d3fb32b3175e90da43100ae352599f0f0107b8",
+             305674, "129e40f67486f6877eff0f5318cfa8530ee8ac23d8b0d1de04e1bb7a2ba0b2d4"),
+    _dataset("Sports_and_Outdoors", 1707483, "2a095e0648872beb9982408958290f5d655db5be2911c3756b5446de9f0b8de2",
+             653780, "7fb10733ac4f1811384a52144cdefa7fcc7536fa80a7232c5da9bd789155c34b"),
+    _dataset("Toys_and_Games", 922166, "176c680c688d497598c4a89a03b402c0fe78d795e5db335c2e78dd5f2d778a3f",
+             327536, "d371acd25101eedac04afc727626464b7acec770c4eda708705d51eb76eb1ad0"),
+    _dataset("Yelp", 1814224, "724b219106b81dd2349027da997334ddb6da9fe2f152ad6e0d97a93170f7caed",
+             600360, "f25acd5e1e680e0b22fd4e3f4fb6be4b2a7461e9222610616e3e1ee6702dd58d"),
+]}
+
+# Short names used in the paper and on the command line.
+ALIASES = {"Sports": "Sports_and_Outdoors", "Toys": "Toys_and_Games"}
+
+
+def get(name: str) -> Dataset:
+    key = ALIASES.get(name, name)
+    if key not in DATASETS:
+        known = ", ".join(sorted(DATASETS) + sorted(ALIASES))
+        raise UnknownDatasetError(f"unknown dataset {name!r}; known datasets: {known}")
+    return DATASETS[key]
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify(path: Path, spec: DataFile) -> None:
+    size = path.stat().st_size
+    if size != spec.size:
+        raise ChecksumError(f"{path}: size {size} bytes, expected {spec.size} for {spec.name}")
+    digest = sha256_of(path)
+    if digest != spec.sha256:
+        raise ChecksumError(f"{path}: sha256 {digest}, expected {spec.sha256} for {spec.name}")
+
+
+def _download(url: str, dest: Path, spec: DataFile) -> None:
+    from tqdm.auto import tqdm
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response, \
+                tqdm(total=spec.size, unit="B", unit_scale=True, desc=f"download {spec.name}") as bar:
+            for block in iter(lambda: response.read(1 << 16), b""):
+                out.write(block)
+                bar.update(len(block))
+        verify(Path(tmp), spec)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def locate(spec: DataFile, dataset: str, download: bool = True) -> Path:
+    """Path of a verified copy of one data file (see module docstring for the order)."""
+    setting = paths.data_dir()
+    if setting is not None and (setting / dataset / spec.name).exists():
+        path = setting / dataset / spec.name
+        verify(path, spec)
+        return path
+    cached = paths.cache_dir() / "data" / dataset / spec.name
+    if cached.exists():
+        verify(cached, spec)
+        return cached
+    if not download:
+        where = f"{setting / dataset} or {cached.parent}" if setting else str(cached.parent)
+        raise FileNotFoundError(f"{spec.name} not found in {where} and downloading is off")
+    _download(ORIGIN + spec.name, cached, spec)
+    return cached
+
+
+def fetch(name: str, download: bool = True) -> dict[str, Path]:
+    """Verified local paths of a dataset's files: {'sequences': ..., 'attributes': ...}."""
+    ds = get(name)
+    return {"sequences": locate(ds.sequences, ds.name, download),
+            "attributes": locate(ds.attributes, ds.name, download)}
+
+
+def checksums(name: str) -> dict[str, str]:
+    ds = get(name)
+    return {ds.sequences.name: ds.sequences.sha256, ds.attributes.name: ds.attributes.sha256}
