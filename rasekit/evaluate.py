@@ -1,0 +1,63 @@
+"""Full-ranking evaluation: the rank of every target among all items, and HR/NDCG/MRR@K from ranks.
+
+As in the official code, every real item is a candidate (padding id 0 is excluded) and the user's history
+is not masked (`mask_history=True` masks it, never the target itself). Ties are counted against the
+target: rank = number of items scoring at least as high as the target, itself included, so a constant
+scorer gets the worst rank rather than a hit. Ranks are kept per instance so that group metrics and
+paired tests can be computed later.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+KS = (5, 10, 20, 50)
+ScoreFn = Callable[[np.ndarray], torch.Tensor]  # instance indices -> scores [b, n_items + 1]
+
+
+@torch.no_grad()
+def target_ranks(score_fn: ScoreFn, targets: np.ndarray, chunk: int = 1024,
+                 history: np.ndarray | None = None) -> np.ndarray:
+    """1-based rank of each target. `history` ([N, L] item ids, 0 = padding) enables history masking."""
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    ranks = np.empty(len(targets), dtype=np.int64)
+    for lo in range(0, len(targets), chunk):
+        index = np.arange(lo, min(lo + chunk, len(targets)))
+        scores = score_fn(index).float().clone()  # masked in place below
+        tgt = torch.as_tensor(targets[index], device=scores.device).unsqueeze(1)
+        target_score = scores.gather(1, tgt)
+        if history is not None:
+            scores = scores.scatter(1, torch.as_tensor(history[index], device=scores.device), float("-inf"))
+        scores[:, 0] = float("-inf")
+        scores.scatter_(1, tgt, float("-inf"))  # count the other items only; the target is never masked
+        ranks[index] = 1 + (scores >= target_score).sum(1).cpu().numpy()
+    return ranks
+
+
+def metrics(ranks: np.ndarray, ks=KS) -> dict[str, float]:
+    """HR@K, NDCG@K and MRR@K averaged over instances (one target each, so HR@K = Recall@K)."""
+    ranks = np.asarray(ranks)
+    out = {}
+    for k in ks:
+        hit = ranks <= k
+        out[f"HR@{k}"] = float(hit.mean())
+        out[f"NDCG@{k}"] = float(np.where(hit, 1.0 / np.log2(ranks + 1), 0.0).mean())
+        out[f"MRR@{k}"] = float(np.where(hit, 1.0 / ranks, 0.0).mean())
+    return out
+
+
+def per_user(ranks: np.ndarray, metric: str) -> np.ndarray:
+    """The per-instance value of one metric (e.g. 'NDCG@10'), for paired tests and group analyses."""
+    name, k = metric.split("@")
+    k = int(k)
+    hit = ranks <= k
+    if name == "HR":
+        return hit.astype(float)
+    if name == "NDCG":
+        return np.where(hit, 1.0 / np.log2(ranks + 1), 0.0)
+    if name == "MRR":
+        return np.where(hit, 1.0 / ranks, 0.0)
+    raise ValueError(f"unknown metric {metric!r} (expected HR@K, NDCG@K or MRR@K)")

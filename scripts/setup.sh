@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Creates .venv with the pinned stack and the rasekit kernel for JupyterLab. Idempotent: does nothing
+# when requirements.lock and pyproject.toml have not changed since the last successful set-up.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+stamp=.venv/.setup-stamp
+want=$(cat requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+echo "[setup] creating .venv with $($PYTHON --version) (first run only, a few minutes)"
+"$PYTHON" -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -r requirements.lock
+.venv/bin/python -m pip install --quiet --no-deps -e .
+# A kernel named "rasekit" inside the venv, so JupyterLab started from .venv runs the notebooks as they are.
+.venv/bin/python -m ipykernel install --sys-prefix --name rasekit --display-name "Python (rasekit)" >/dev/null
+echo "$want" > "$stamp"
+echo "[setup] done"
