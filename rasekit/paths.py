@@ -20,11 +20,24 @@ def cache_dir() -> Path:
     return _env_path("RASEKIT_CACHE", Path.home() / ".cache" / "rasekit")
 
 
-def results_dir() -> Path:
-    """The results ledger (one JSON file per run)."""
-    return _env_path("RASEKIT_RESULTS", REPO_ROOT / "results")
-
-
 def output_dir() -> Path:
-    """Root under which figures/ and tables/ are written."""
+    """Root under which figures/ and results/ (ledger and tables) are written; tests and CI move it."""
     return _env_path("RASEKIT_OUTPUT", REPO_ROOT)
+
+
+def ledger_dir() -> Path:
+    """The results ledger: one JSON file per run, named by the hash of its configuration."""
+    return output_dir() / "results" / "ledger"
+
+
+def figures_dir(profile: str) -> Path:
+    return output_dir() / "figures" / profile
+
+
+def tables_dir(profile: str) -> Path:
+    return output_dir() / "results" / "tables" / profile
+
+
+def runs_dir() -> Path:
+    """Checkpoints and per-instance ranks of training runs, by configuration hash."""
+    return cache_dir() / "runs"

@@ -1,11 +1,21 @@
-"""One training loop for both stages (being written; see the Task protocol below)."""
+"""One training loop for both stages: Adam, validation every epoch, early stopping with the official
+patience semantics, the best checkpoint restored for the test, a checkpoint after every epoch so that an
+interrupted run started again continues where it stopped and ends with the same metrics."""
 from __future__ import annotations
 
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
+
+from .evaluate import metrics, target_ranks
 
 
 class Task(Protocol):
@@ -28,3 +38,140 @@ class Task(Protocol):
     def scores(self, part: str, index: np.ndarray) -> torch.Tensor: ...
     def targets(self, part: str) -> np.ndarray: ...
     def before_test(self) -> None: ...
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 100
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int = 10             # official stopping_step: stop after patience + 1 epochs without gain
+    valid_metric: str = "MRR@10"
+    eval_chunk: int = 1024
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "eval_chunk"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0 or self.patience < 0:
+            raise ValueError(f"lr must be > 0 and patience >= 0, got lr={self.lr}, patience={self.patience}")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is unreadable or belongs to another run, dataset or model shape."""
+
+
+def save_atomic(obj, path: Path) -> None:
+    """torch.save to a temporary file renamed into place, so a kill never leaves half a checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path, meta: dict, model: nn.Module | None = None) -> dict:
+    """Load weights-only (no pickled code runs), check it belongs to this run, check parameter shapes."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for truncated or foreign files
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from None
+    if not isinstance(state, dict) or "meta" not in state or "model" not in state:
+        raise CheckpointError(f"{path}: not a rasekit checkpoint (no 'meta'/'model' entries)")
+    for key, want in meta.items():
+        if state["meta"].get(key) != want:
+            raise CheckpointError(f"{path}: checkpoint has {key}={state['meta'].get(key)!r}, "
+                                  f"this run needs {want!r}")
+    if model is not None:
+        check_shapes(path, state["model"], model)
+    return state
+
+
+def check_shapes(path: Path, weights: dict, model: nn.Module) -> None:
+    own = model.state_dict()
+    missing, extra = set(own) - set(weights), set(weights) - set(own)
+    if missing or extra:
+        raise CheckpointError(f"{path}: parameters differ: missing {sorted(missing)[:5]}, "
+                              f"unexpected {sorted(extra)[:5]}")
+    for name, tensor in own.items():
+        if tuple(weights[name].shape) != tuple(tensor.shape):
+            raise CheckpointError(f"{path}: {name} has shape {tuple(weights[name].shape)}, "
+                                  f"the model needs {tuple(tensor.shape)}")
+
+
+def evaluate_part(task: Task, part: str, chunk: int) -> np.ndarray:
+    task.model.eval()
+    with torch.no_grad():
+        return target_ranks(lambda index: task.scores(part, index), task.targets(part), chunk=chunk)
+
+
+def _train_epoch(task: Task, optimizer, config: TrainConfig, rng: np.random.Generator, desc: str) -> float:
+    task.model.train()
+    order = rng.permutation(task.n_train)
+    batches = [order[i:i + config.batch_size] for i in range(0, len(order), config.batch_size)]
+    total = 0.0
+    for index in tqdm(batches, desc=desc, leave=False, mininterval=1.0):
+        optimizer.zero_grad(set_to_none=True)
+        loss = task.train_loss(index, rng)
+        loss.backward()
+        optimizer.step()
+        total += loss.item()
+    return total
+
+
+def fit(task: Task, config: TrainConfig, run_dir: Path, meta: dict, seed: int, log=print) -> dict:
+    """Train with early stopping, resuming from run_dir/last.pt if present; test the best epoch.
+
+    meta: facts a checkpoint must share with this run (e.g. config hash, dataset, n_items); a
+    checkpoint with other values is refused rather than silently reused.
+    Returns best epoch, epochs run, the history, and validation/test metrics and per-instance ranks."""
+    run_dir = Path(run_dir)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    params = [p for p in task.model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    state = {"epoch": -1, "best_epoch": -1, "best_score": -np.inf, "stale": 0, "history": [],
+             "train_seconds": 0.0}
+    last, best = run_dir / "last.pt", run_dir / "best.pt"
+    if last.exists():
+        saved = load_checkpoint(last, meta, task.model)
+        task.model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        torch.set_rng_state(saved["torch_rng"])
+        rng.bit_generator.state = saved["numpy_rng"]
+        state = saved["loop"]
+        log(f"resuming after epoch {state['epoch']} from {last}")
+    for epoch in range(state["epoch"] + 1, config.epochs):
+        if state["stale"] > config.patience:
+            break
+        start = time.perf_counter()
+        loss = _train_epoch(task, optimizer, config, rng, desc=f"epoch {epoch}")
+        valid = metrics(evaluate_part(task, "valid", config.eval_chunk))
+        state["train_seconds"] += time.perf_counter() - start
+        score = valid[config.valid_metric]
+        state["history"].append({"epoch": epoch, "loss": loss, **valid})
+        if score > state["best_score"]:  # strict improvement, as the official early stopping
+            state.update(best_score=score, best_epoch=epoch, stale=0)
+            save_atomic({"meta": meta, "model": task.model.state_dict()}, best)
+        else:
+            state["stale"] += 1
+        state["epoch"] = epoch
+        save_atomic({"meta": meta, "model": task.model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "torch_rng": torch.get_rng_state(), "numpy_rng": rng.bit_generator.state,
+                     "loop": state}, last)
+        log(f"epoch {epoch}: loss {loss:.1f}  valid {config.valid_metric} {score:.4f}  "
+            f"HR@10 {valid['HR@10']:.4f}  NDCG@10 {valid['NDCG@10']:.4f}  "
+            f"({time.perf_counter() - start:.1f} s)")
+    task.model.load_state_dict(load_checkpoint(best, meta, task.model)["model"])
+    valid_ranks = evaluate_part(task, "valid", config.eval_chunk)
+    task.before_test()
+    test_ranks = evaluate_part(task, "test", config.eval_chunk)
+    return {"best_epoch": state["best_epoch"], "epochs_run": state["epoch"] + 1,
+            "history": state["history"], "train_seconds": state["train_seconds"],
+            "valid_metrics": metrics(valid_ranks), "metrics": metrics(test_ranks),
+            "valid_ranks": valid_ranks, "test_ranks": test_ranks, "config": asdict(config)}

@@ -1,17 +1,27 @@
 """Datasets: registry and download, readers, preprocessing and the leave-one-out protocol."""
 from pathlib import Path
 
+import numpy as np
+
 from .protocol import Instances, SameTargetIndex, SplitData, split
 from .readers import DataFormatError, read_inter, read_item_attributes, read_ratings_csv, read_sequences
 from .registry import DATASETS, ChecksumError, UnknownDatasetError, fetch
 
 
-def load(name: str, max_len: int = 50, download: bool = True) -> SplitData:
-    """A registered dataset, verified, read and split by the protocol."""
+def load(name: str, max_len: int = 50, download: bool = True, users: int | None = None) -> SplitData:
+    """A registered dataset, verified, read and split by the protocol. `users` keeps a seeded random
+    sample of that many users (the smoke profile); item ids and the item count stay those of the full set."""
     from .registry import get
     spec = get(name)
     files = fetch(spec.name, download=download)
-    return split(spec.name, read_sequences(files["sequences"]), max_len=max_len)
+    sequences = read_sequences(files["sequences"])
+    n_items = max(max(items) for items in sequences.values())
+    if users is not None:
+        if not 0 < users <= len(sequences):
+            raise ValueError(f"users must be in 1..{len(sequences)} for {spec.name}, got {users}")
+        keep = np.random.default_rng(0).choice(sorted(sequences), users, replace=False)
+        sequences = {int(u): sequences[int(u)] for u in sorted(keep)}
+    return split(spec.name, sequences, max_len=max_len, n_items=n_items)
 
 
 def load_file(path: str | Path, max_len: int = 50, k: int = 5, name: str | None = None) -> SplitData:
@@ -20,9 +30,10 @@ def load_file(path: str | Path, max_len: int = 50, k: int = 5, name: str | None 
     from .preprocess import to_sequences
     path = Path(path)
     name = name or path.stem
-    if path.suffix == ".txt":
+    suffix = path.suffix.lower()
+    if suffix == ".txt":
         return split(name, read_sequences(path), max_len=max_len)
-    reader = {".inter": read_inter, ".csv": read_ratings_csv}.get(path.suffix)
+    reader = {".inter": read_inter, ".csv": read_ratings_csv}.get(suffix)
     if reader is None:
         raise ValueError(f"{path}: unknown format {path.suffix!r} (expected .txt, .inter or .csv)")
     return split(name, to_sequences(reader(path), k=k), max_len=max_len)

@@ -1,0 +1,99 @@
+"""Command line: `python -m rasekit <command>`; `--help` on each command lists its options."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import ledger, profiles
+
+
+def _stats(args) -> None:
+    from . import data
+    stats = data.load(args.dataset, download=not args.offline).statistics()
+    if args.json:
+        print(json.dumps(stats))
+        return
+    labels = {"dataset": "dataset", "users": "#users", "items": "#items", "interactions": "#interactions",
+              "avg_length": "avg. length", "sparsity": "sparsity (%)", "train": "#train instances",
+              "valid": "#valid instances", "test": "#test instances"}
+    width = max(map(len, labels.values()))
+    for key, label in labels.items():
+        value = stats[key]
+        print(f"{label:<{width}}  {value:,}" if isinstance(value, int) else f"{label:<{width}}  {value}")
+
+
+def _results(args) -> None:
+    if args.json:
+        for rec in ledger.records():
+            print(json.dumps({k: rec[k] for k in ("key", "dataset", "model", "seed", "profile", "metrics",
+                                                  "provenance") if k in rec}))
+        return
+    table = ledger.table()
+    print("no results yet" if table.empty else table.to_string(index=False, float_format="%.4f"))
+
+
+def _pretrain(args) -> None:
+    from . import experiments
+    rec = experiments.pretrain(args.dataset, args.encoder, args.objective, args.seed, args.profile)
+    print(json.dumps({"key": rec["key"], "model": rec["model"], "best_epoch": rec["best_epoch"],
+                      **{k: round(v, 4) for k, v in rec["metrics"].items() if k.split("@")[1] in ("5", "10")}}))
+
+
+def _finetune(args) -> None:
+    from . import experiments
+    rec = experiments.finetune(args.dataset, backbone=args.backbone, seed=args.seed, profile=args.profile)
+    print(json.dumps({"key": rec["key"], "model": rec["model"], "best_epoch": rec["best_epoch"],
+                      **{k: round(v, 4) for k, v in rec["metrics"].items() if k.split("@")[1] in ("5", "10")}}))
+
+
+def _batch(args) -> None:
+    from .runner import run_batch
+    run_batch(args.profile, notebooks=args.notebooks or None)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m rasekit", description=__doc__)
+    sub = top.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("stats", help="dataset statistics (users, items, interactions, instances)")
+    p.add_argument("--dataset", default="Beauty")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--offline", action="store_true", help="never download")
+    p.set_defaults(func=_stats)
+
+    p = sub.add_parser("results", help="list the results ledger")
+    p.add_argument("--json", action="store_true", help="one JSON object per run")
+    p.set_defaults(func=_results)
+
+    profile_help = f"run profile ({', '.join(profiles.PROFILE_ORDER)}; default $RASEKIT_PROFILE or smoke)"
+    p = sub.add_parser("pretrain", help="stage 1: train an encoder (cached in the ledger)")
+    p.add_argument("--dataset", default="Beauty")
+    p.add_argument("--encoder", default="sasrec", choices=["sasrec", "gru4rec"])
+    p.add_argument("--objective", default="duorec", choices=["ce", "duorec", "cl4srec"])
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--profile", default=None, help=profile_help)
+    p.set_defaults(func=_pretrain)
+
+    p = sub.add_parser("finetune", help="stage 2: retrieval-augmented fine-tuning on a cached encoder")
+    p.add_argument("--dataset", default="Beauty")
+    p.add_argument("--backbone", default="duorec", help="stage-1 model: duorec, sasrec, cl4srec, gru4rec")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--profile", default=None, help=profile_help)
+    p.set_defaults(func=_finetune)
+
+    p = sub.add_parser("batch", help="run the notebooks with papermill into runs/<time>-<profile>/")
+    p.add_argument("--profile", default="default", help=profile_help)
+    p.add_argument("notebooks", nargs="*", help="notebook names (default: all in notebooks/)")
+    p.set_defaults(func=_batch)
+    return top
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, KeyError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0

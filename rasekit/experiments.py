@@ -1,0 +1,123 @@
+"""Cached, configuration-hashed runs that every notebook and the command line share.
+
+A run's configuration (dataset, user sample, encoder, objective, training settings, seed) is hashed;
+the hash names its ledger record (metrics and provenance, under results/ledger) and its run folder
+(checkpoints and per-instance ranks, under the cache). Asking for a run that is in the ledger returns
+the record instead of training again; an interrupted run resumes from its last checkpoint."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import data as datasets
+from . import ledger, paths, profiles
+from .provenance import config_hash, record as provenance
+from .train import TrainConfig, fit, load_checkpoint
+
+# Official settings (reference sections 4.1, 4.2 and 5); `full` uses them as they are.
+PRETRAIN = {"epochs": 100, "batch_size": 256, "lr": 1e-3, "weight_decay": 0.0, "patience": 10,
+            "valid_metric": "MRR@10"}
+MODEL_NAMES = {("sasrec", "ce"): "SASRec", ("sasrec", "duorec"): "DuoRec",
+               ("sasrec", "cl4srec"): "CL4SRec", ("gru4rec", "ce"): "GRU4Rec",
+               ("gru4rec", "duorec"): "GRU4Rec+DuoRec", ("gru4rec", "cl4srec"): "GRU4Rec+CL4SRec"}
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load_data(dataset: str, profile: profiles.Profile) -> datasets.SplitData:
+    return datasets.load(dataset, users=profile.users)
+
+
+def pretrain_config(dataset: str, encoder: str, objective: str, seed: int, profile: profiles.Profile,
+                    encoder_params: dict | None = None, objective_params: dict | None = None,
+                    train: dict | None = None) -> dict:
+    from .encoders import make_encoder  # noqa: F401  (fails early on an unknown name below)
+    return {"stage": "pretrain", "dataset": datasets.registry.get(dataset).name, "users": profile.users,
+            "max_len": 50, "encoder": encoder, "encoder_params": dict(encoder_params or {}),
+            "objective": objective, "objective_params": dict(objective_params or {}),
+            "train": {**PRETRAIN, **profile.pretrain, **(train or {})}, "seed": seed}
+
+
+def build_encoder(config: dict, n_items: int):
+    from .encoders import make_encoder
+    return make_encoder(config["encoder"], n_items, **config["encoder_params"])
+
+
+def run_dir(key: str) -> Path:
+    return paths.runs_dir() / key
+
+
+def pretrain(dataset: str = "Beauty", encoder: str = "sasrec", objective: str = "duorec", seed: int = 1,
+             profile: str | None = None, encoder_params: dict | None = None,
+             objective_params: dict | None = None, train: dict | None = None,
+             need_checkpoint: bool = False, device=None, log=print) -> dict:
+    """Stage 1: train (or reuse) an encoder; returns its ledger record."""
+    from .objectives import make_objective
+    from .pretrain import PretrainTask
+
+    prof = profiles.get(profile)
+    config = pretrain_config(dataset, encoder, objective, seed, prof, encoder_params, objective_params, train)
+    key = config_hash(config)
+    cached = ledger.get(key)
+    if cached and (not need_checkpoint or (run_dir(key) / "best.pt").exists()):
+        log(f"reusing {cached['model']} on {cached['dataset']} seed {seed} ({key})")
+        return cached
+    data = load_data(config["dataset"], prof)
+    device = device or default_device()
+    torch.manual_seed(seed)  # the encoder's initial weights depend on the seed
+    model = build_encoder(config, data.n_items)
+    task = PretrainTask(model, make_objective(objective, **config["objective_params"]), data, device)
+    meta = {"key": key, "dataset": config["dataset"], "n_items": data.n_items}
+    start = time.perf_counter()
+    result = fit(task, TrainConfig(**config["train"]), run_dir(key), meta, seed, log=log)
+    name = MODEL_NAMES.get((encoder, objective), f"{encoder}+{objective}")
+    return _finish(key, config, name, prof, result, device, time.perf_counter() - start)
+
+
+def _finish(key, config, name, prof, result, device, wall) -> dict:
+    folder = run_dir(key)
+    np.save(folder / "test_ranks.npy", result["test_ranks"])
+    np.save(folder / "valid_ranks.npy", result["valid_ranks"])
+    rec = {"key": key, "stage": config["stage"], "dataset": config["dataset"], "model": name,
+           "seed": config["seed"], "profile": prof.name, "config": config,
+           "metrics": result["metrics"], "valid_metrics": result["valid_metrics"],
+           "best_epoch": result["best_epoch"], "epochs_run": result["epochs_run"],
+           "history": result["history"],
+           "provenance": provenance([config["dataset"]], device=device, wall_time_s=wall,
+                                    train_seconds=round(result["train_seconds"], 1))}
+    ledger.put(rec)
+    return rec
+
+
+def load_pretrained(record: dict, device=None):
+    """The frozen-ready encoder of a stage-1 ledger record, from its best checkpoint (retrained if the
+    cache lacks it: seeded runs on the same device give the same weights)."""
+    config = record["config"]
+    path = run_dir(record["key"]) / "best.pt"
+    if not path.exists():
+        prof = profiles.get(record["profile"])
+        pretrain(config["dataset"], config["encoder"], config["objective"], config["seed"], prof.name,
+                 config["encoder_params"], config["objective_params"], config["train"],
+                 need_checkpoint=True, device=device)
+    weights = load_checkpoint(path, {"key": record["key"], "dataset": config["dataset"]})
+    encoder = build_encoder(config, weights["meta"]["n_items"])
+    encoder.load_state_dict(weights["model"])
+    return encoder.to(device or default_device()).eval()
+
+
+def ranks(record: dict, part: str = "test") -> np.ndarray:
+    """Per-instance ranks of a finished run (for group metrics and paired tests)."""
+    path = run_dir(record["key"]) / f"{part}_ranks.npy"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: ranks of run {record['key']} are not in this cache; rerun it")
+    return np.load(path)
+
+
+def dataset_statistics(names) -> "pd.DataFrame":
+    import pandas as pd
+    return pd.DataFrame([datasets.load(n).statistics() for n in names])

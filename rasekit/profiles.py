@@ -1,0 +1,43 @@
+"""Named run profiles. `smoke` is for CI (seconds per notebook, on a user subsample), `default` finishes
+in minutes on a laptop CPU (full Beauty, few epochs, one seed: numbers below the paper's), `full` is
+the paper's protocol (official settings, early stopping, three seeds, Beauty and Sports)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+PROFILE_ORDER = ("smoke", "default", "full")
+ALL_DATASETS = ("Beauty", "Sports_and_Outdoors", "Toys_and_Games", "Yelp")
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    datasets: tuple[str, ...]        # datasets of the main experiments
+    seeds: tuple[int, ...]
+    users: int | None                # keep only this many users (seeded sample); None = all
+    pretrain: dict = field(default_factory=dict)   # overrides of the stage-1 training settings
+    finetune: dict = field(default_factory=dict)   # overrides of the stage-2 training settings
+    stats_datasets: tuple[str, ...] = ALL_DATASETS
+
+
+PROFILES = {p.name: p for p in [
+    Profile("smoke", ("Beauty",), (1,), users=1500,
+            pretrain={"epochs": 2}, finetune={"epochs": 2}),
+    Profile("default", ("Beauty",), (1,), users=None,
+            pretrain={"epochs": 5}, finetune={"epochs": 5}),
+    Profile("full", ("Beauty", "Sports_and_Outdoors"), (1, 2, 3), users=None,
+            pretrain={"epochs": 100}, finetune={"epochs": 100}),
+]}
+
+
+class UnknownProfileError(ValueError):
+    pass
+
+
+def get(name: str | None = None) -> Profile:
+    """A profile by name; None reads RASEKIT_PROFILE (default 'smoke', so that nbval runs fast)."""
+    name = name or os.environ.get("RASEKIT_PROFILE", "smoke")
+    if name not in PROFILES:
+        raise UnknownProfileError(f"unknown profile {name!r}; known profiles: {', '.join(PROFILE_ORDER)}")
+    return PROFILES[name]

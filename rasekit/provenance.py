@@ -1,0 +1,67 @@
+"""What every result records about where it came from: code, data, libraries, device and time."""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import platform
+import subprocess
+from importlib import metadata
+
+import torch
+
+from . import paths
+from .data import registry
+
+LIBRARIES = ("torch", "numpy", "pandas", "faiss-cpu", "rasekit")
+
+
+def config_hash(config: dict) -> str:
+    """Stable short hash of a JSON-serialisable configuration (key order does not matter)."""
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def git_commit() -> str:
+    """HEAD of the kit's repository, with '-dirty' if tracked files changed; 'unknown' outside git."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=paths.REPO_ROOT, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (commit + ("-dirty" if dirty else "")) if commit else "unknown"
+
+
+def device_name(device: torch.device | str | None = None) -> str:
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"cpu: {cpu}, {torch.get_num_threads()} threads"
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def record(datasets: list[str], device=None, wall_time_s: float | None = None, **extra) -> dict:
+    """Provenance of a result computed now from `datasets`."""
+    return {"git_commit": git_commit(),
+            "data_sha256": {name: registry.checksums(name) for name in datasets},
+            "versions": versions(), "device": device_name(device),
+            "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "wall_time_s": None if wall_time_s is None else round(wall_time_s, 1), **extra}

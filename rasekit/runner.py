@@ -1,0 +1,45 @@
+"""The papermill batch runner: executes every notebook with a named profile into a fresh run folder
+(runs/<time>-<profile>/), never over the sources, and writes a manifest of what ran and how long."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from pathlib import Path
+
+from . import paths, profiles
+from .provenance import git_commit, versions
+
+NOTEBOOKS = paths.REPO_ROOT / "notebooks"
+
+
+def notebook_paths(names=None) -> list[Path]:
+    found = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    if not names:
+        return found
+    by_name = {p.stem: p for p in found} | {p.name: p for p in found}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise ValueError(f"unknown notebook(s) {missing}; available: {[p.stem for p in found]}")
+    return [by_name[n] for n in names]
+
+
+def run_batch(profile: str = "default", notebooks=None, out_root: Path | None = None) -> Path:
+    import papermill
+
+    prof = profiles.get(profile)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = (out_root or paths.output_dir() / "runs") / f"{stamp}-{prof.name}"
+    out.mkdir(parents=True, exist_ok=False)
+    manifest = {"profile": prof.name, "git_commit": git_commit(), "versions": versions(), "notebooks": []}
+    for source in notebook_paths(notebooks):
+        print(f"[batch] {source.name} (profile {prof.name})", flush=True)
+        start = time.perf_counter()
+        papermill.execute_notebook(str(source), str(out / source.name), parameters={"profile": prof.name},
+                                   cwd=str(NOTEBOOKS), progress_bar=False, log_output=False)
+        manifest["notebooks"].append({"name": source.name,
+                                      "wall_time_s": round(time.perf_counter() - start, 1)})
+        (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    print(f"[batch] executed notebooks in {out}; figures in {paths.output_dir() / 'figures' / prof.name}; "
+          f"tables in {paths.tables_dir(prof.name)}")
+    return out

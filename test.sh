@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests and every notebook under nbval on the smoke profile. Sets itself up.
+# Real-data tests read RASEKIT_DATA_DIR (CI points it at ../shared/data), else the kit's download cache.
+set -euo pipefail
+cd "$(dirname "$0")"
+bash scripts/setup.sh
+export RASEKIT_DATA_DIR=${RASEKIT_DATA_DIR:-$HOME/.cache/rasekit/data}
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+# Runs, figures and ledger records of the tests go to a scratch folder, never over the committed ones.
+export RASEKIT_CACHE=$scratch/cache RASEKIT_OUTPUT=$scratch/out RASEKIT_PROFILE=smoke TQDM_DISABLE=1
+export MPLBACKEND=agg PYDEVD_DISABLE_FILE_VALIDATION=1
+status=0
+.venv/bin/python -m pytest tests notebooks --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg \
+  -p no:cacheprovider "$@" || status=$?
+if [ "$status" -eq 5 ]; then
+  echo "test.sh: pytest collected no tests; that is a failure" >&2
+fi
+exit "$status"
