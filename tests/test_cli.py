@@ -1,0 +1,50 @@
+import json
+
+import pytest
+
+from rasekit import ledger
+from rasekit.cli import main
+
+from .test_ledger import record
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("RASEKIT_OUTPUT", str(tmp_path))
+
+
+def test_stats_json_has_the_exact_beauty_figures(data_dir, capsys):
+    assert main(["stats", "--dataset", "Beauty", "--json", "--offline"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats == {"dataset": "Beauty", "users": 22363, "items": 12101, "interactions": 198502,
+                     "avg_length": 8.8764, "sparsity": 99.9266, "train": 131413, "valid": 22363,
+                     "test": 22363}
+
+
+def test_stats_table_for_an_alias(data_dir, capsys):
+    assert main(["stats", "--dataset", "Sports", "--offline"]) == 0
+    out = capsys.readouterr().out
+    assert "Sports_and_Outdoors" in out and "35,598" in out and "189,543" in out
+
+
+def test_unknown_dataset_is_one_clear_error(capsys):
+    assert main(["stats", "--dataset", "Clothing", "--offline"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown dataset 'Clothing'" in err and "Beauty" in err
+
+
+def test_results_lists_the_ledger(capsys):
+    assert main(["results"]) == 0
+    assert "no results yet" in capsys.readouterr().out
+    ledger.put(record())
+    assert main(["results", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert {"dataset", "model", "seed", "profile", "metrics", "provenance"} <= set(row)
+    assert row["metrics"]["HR@10"] == 0.08
+    assert main(["results"]) == 0
+    assert "DuoRec" in capsys.readouterr().out
+
+
+def test_unknown_profile_is_refused(capsys):
+    assert main(["pretrain", "--profile", "huge"]) == 2
+    assert "unknown profile 'huge'" in capsys.readouterr().err

@@ -1,0 +1,57 @@
+import json
+
+import pytest
+
+from rasekit import ledger, profiles
+from rasekit.provenance import config_hash
+
+
+def record(key="abc", profile="full", hr=0.08):
+    return {"key": key, "dataset": "Beauty", "model": "DuoRec", "seed": 1, "profile": profile,
+            "metrics": {"HR@10": hr, "NDCG@10": 0.04, "HR@5": 0.05, "NDCG@5": 0.03},
+            "provenance": {"git_commit": "0123456789", "device": "cpu", "wall_time_s": 1.0}}
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("RASEKIT_OUTPUT", str(tmp_path))
+
+
+def test_config_hash_is_stable_and_order_free():
+    assert config_hash({"a": 1, "b": [1, 2]}) == config_hash({"b": [1, 2], "a": 1})
+    assert config_hash({"a": 1}) != config_hash({"a": 2})
+
+
+def test_put_get_and_table():
+    ledger.put(record())
+    assert ledger.get("abc")["metrics"]["HR@10"] == 0.08
+    assert ledger.get("missing") is None
+    table = ledger.table()
+    assert table.loc[0, ["dataset", "model", "HR@10", "commit"]].tolist() == ["Beauty", "DuoRec", 0.08, "01234567"]
+
+
+def test_a_quick_run_never_overwrites_a_full_one():
+    ledger.put(record(profile="full", hr=0.08))
+    with pytest.raises(ValueError, match="already holds a full result"):
+        ledger.put(record(profile="smoke", hr=0.01))
+    assert ledger.get("abc")["metrics"]["HR@10"] == 0.08
+    ledger.put(record(profile="full", hr=0.09))  # an equal profile may refresh it
+    assert ledger.get("abc")["metrics"]["HR@10"] == 0.09
+
+
+def test_incomplete_and_corrupt_records_are_refused(tmp_path):
+    bad = record()
+    del bad["provenance"]
+    with pytest.raises(ValueError, match="lacks 'provenance'"):
+        ledger.put(bad)
+    ledger.put(record(key="xyz"))
+    (tmp_path / "results" / "ledger" / "xyz.json").write_text("{not json")
+    with pytest.raises(ValueError, match="xyz.json: corrupt ledger record"):
+        ledger.get("xyz")
+
+
+def test_unknown_profile_names_the_known_ones(monkeypatch):
+    with pytest.raises(profiles.UnknownProfileError, match="unknown profile 'huge'.*smoke, default, full"):
+        profiles.get("huge")
+    monkeypatch.setenv("RASEKIT_PROFILE", "full")
+    assert profiles.get().name == "full"
