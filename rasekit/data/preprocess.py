@@ -24,11 +24,13 @@ def to_sequences(frame: pd.DataFrame, k: int = 5) -> dict[int, list[int]]:
     frame = k_core(frame, k)
     if frame.empty:
         raise ValueError(f"no interactions survive {k}-core filtering")
-    # Stable sort keeps the file order for equal timestamps, as RecBole does.
-    frame = frame.sort_values(["user", "timestamp"], kind="stable")
-    user_ids = {u: i for i, u in enumerate(pd.unique(frame["user"]), start=1)}
-    item_ids = {v: i for i, v in enumerate(pd.unique(frame["item"]), start=1)}
+    # Users in order of first appearance, each user's items by time; the sorts are stable, so equal
+    # timestamps keep the file order (as S3-Rec's data_process.py and RecBole do).
+    frame = frame.assign(_user=pd.factorize(frame["user"])[0])
+    frame = frame.sort_values("timestamp", kind="stable").sort_values("_user", kind="stable")
+    users = frame["_user"].to_numpy() + 1
+    items = pd.factorize(frame["item"])[0] + 1  # numbered in order of first appearance, user by user
     sequences: dict[int, list[int]] = {}
-    for user, items in zip(frame["user"], frame["item"]):
-        sequences.setdefault(user_ids[user], []).append(item_ids[items])
+    for user, item in zip(users.tolist(), items.tolist()):
+        sequences.setdefault(user, []).append(item)
     return sequences

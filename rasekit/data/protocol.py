@@ -69,7 +69,7 @@ class SameTargetIndex:
 class SplitData:
     """A dataset after the protocol: sequences plus train/valid/test instances."""
     name: str
-    sequences: list[np.ndarray]  # per user, user id = index + 1
+    sequences: list[np.ndarray]  # per kept user, by increasing user id (users 1..N when none is dropped)
     n_items: int
     max_len: int
     train: Instances

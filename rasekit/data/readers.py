@@ -7,7 +7,10 @@ line) of anything malformed.
 """
 from __future__ import annotations
 
+import csv
 import json
+import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -26,6 +29,9 @@ def _open_nonempty(path: Path):
     return path
 
 
+_INT = re.compile(r"-?[0-9]+")
+
+
 def read_sequences(path: Path) -> dict[int, list[int]]:
     """S3-Rec `<D>.txt` -> {user id: [item ids in time order]}."""
     path = _open_nonempty(path)
@@ -35,16 +41,16 @@ def read_sequences(path: Path) -> dict[int, list[int]]:
             tokens = line.split()
             if not tokens:
                 raise DataFormatError(f"{path}:{lineno}: blank line")
-            try:
-                ids = [int(t) for t in tokens]
-            except ValueError:
-                bad = next(t for t in tokens if not t.lstrip("-").isdigit())
-                raise DataFormatError(f"{path}:{lineno}: non-integer token {bad!r}") from None
+            bad = next((t for t in tokens if not _INT.fullmatch(t)), None)
+            if bad is not None:
+                raise DataFormatError(f"{path}:{lineno}: non-integer token {bad!r}")
+            ids = [int(t) for t in tokens]
             user, items = ids[0], ids[1:]
             if not items:
                 raise DataFormatError(f"{path}:{lineno}: user {user} has no items")
             if min(ids) < 1:
-                raise DataFormatError(f"{path}:{lineno}: ids must be positive (0 is the padding id)")
+                raise DataFormatError(f"{path}:{lineno}: id {min(ids)} is not positive (ids start at 1; "
+                                      f"0 is the padding id)")
             if user in sequences:
                 raise DataFormatError(f"{path}:{lineno}: user {user} is listed twice")
             sequences[user] = items
@@ -54,47 +60,78 @@ def read_sequences(path: Path) -> dict[int, list[int]]:
 def read_item_attributes(path: Path) -> dict[int, list[int]]:
     """`<D>_item2attributes.json` -> {item id: [attribute ids]}."""
     path = _open_nonempty(path)
+    text = Path(path).read_text(encoding="utf-8")
     try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        raw = json.loads(text)
     except json.JSONDecodeError as err:
         raise DataFormatError(f"{path}:{err.lineno}: invalid JSON ({err.msg})") from None
     if not isinstance(raw, dict):
         raise DataFormatError(f"{path}: expected a JSON object mapping item ids to attribute lists")
+
+    def where(key: str) -> str:  # "file:line" of a key, for messages (computed only on error)
+        return f"{path}:{text.count(chr(10), 0, max(text.find(json.dumps(key)), 0)) + 1}"
+
+    attributes: dict[int, list[int]] = {}
+    for key, value in raw.items():
+        if not _INT.fullmatch(key.strip()):
+            raise DataFormatError(f"{where(key)}: item id {key!r} is not an integer")
+        if not isinstance(value, list) or not all(type(a) is int for a in value):
+            raise DataFormatError(f"{where(key)}: item {key}: attributes must be a list of integers, "
+                                  f"got {value!r}")
+        attributes[int(key)] = value
+    return attributes
+
+
+def _timestamp(value: str, path: Path, lineno: int) -> float:
     try:
-        return {int(k): [int(a) for a in v] for k, v in raw.items()}
-    except (TypeError, ValueError):
-        raise DataFormatError(f"{path}: item ids and attribute ids must be integers") from None
+        ts = float(value)
+    except ValueError:
+        ts = math.nan
+    if not math.isfinite(ts):
+        raise DataFormatError(f"{path}:{lineno}: non-numeric timestamp {value!r}")
+    return ts
 
 
-def _checked_frame(frame: pd.DataFrame, path: Path, first_line: int) -> pd.DataFrame:
-    """Reject missing or non-numeric timestamps, naming the first bad line."""
-    ts = pd.to_numeric(frame["timestamp"], errors="coerce")
-    bad = ts.isna() | frame["user"].isna() | frame["item"].isna()
-    if bad.any():
-        row = int(bad.to_numpy().nonzero()[0][0])
-        raise DataFormatError(f"{path}:{row + first_line}: missing field or non-numeric timestamp")
-    frame = frame.assign(timestamp=ts)
-    frame["user"] = frame["user"].astype(str)
-    frame["item"] = frame["item"].astype(str)
-    return frame
+def _interactions(path: Path, rows, n_fields: int, user: int, item: int, timestamp: int,
+                  expected: str) -> pd.DataFrame:
+    """(line number, fields) rows -> user, item, timestamp frame, checking every line."""
+    users, items, times = [], [], []
+    for lineno, fields in rows:
+        if not fields:
+            raise DataFormatError(f"{path}:{lineno}: blank line")
+        if len(fields) != n_fields:
+            raise DataFormatError(f"{path}:{lineno}: expected {n_fields} fields ({expected}), "
+                                  f"found {len(fields)}")
+        u, v = fields[user].strip(), fields[item].strip()
+        if not u or not v:
+            raise DataFormatError(f"{path}:{lineno}: empty user or item id")
+        users.append(u)
+        items.append(v)
+        times.append(_timestamp(fields[timestamp], path, lineno))
+    return pd.DataFrame({"user": pd.Series(users, dtype=object), "item": pd.Series(items, dtype=object),
+                         "timestamp": pd.Series(times, dtype="float64")})
 
 
 def read_ratings_csv(path: Path) -> pd.DataFrame:
     """Amazon 2014 ratings-only CSV (`user,item,rating,timestamp`, no header) -> user, item, timestamp."""
     path = _open_nonempty(path)
-    frame = pd.read_csv(path, header=None, names=["user", "item", "rating", "timestamp"],
-                        dtype={"user": str, "item": str}, on_bad_lines="error", engine="python")
-    return _checked_frame(frame, path, first_line=1)[["user", "item", "timestamp"]]
+    with open(path, encoding="utf-8", newline="") as fh:
+        reader = csv.reader(fh)
+        rows = ((reader.line_num, fields) for fields in reader)
+        return _interactions(path, rows, 4, 0, 1, 3, "user,item,rating,timestamp")
 
 
 def read_inter(path: Path) -> pd.DataFrame:
-    """RecBole atomic `.inter` file -> user, item, timestamp (rating, if any, is dropped: implicit feedback)."""
+    """RecBole atomic `.inter` file -> user, item, timestamp (a rating, if any, is dropped: implicit
+    feedback). Columns are found by name in the header, in any order."""
     path = _open_nonempty(path)
-    frame = pd.read_csv(path, sep="\t", dtype=str, engine="python")
-    columns = {c.split(":")[0]: c for c in frame.columns}
-    missing = [c for c in ("user_id", "item_id", "timestamp") if c not in columns]
-    if missing:
-        raise DataFormatError(f"{path}:1: header lacks {', '.join(missing)} (found {list(frame.columns)})")
-    frame = frame.rename(columns={columns["user_id"]: "user", columns["item_id"]: "item",
-                                  columns["timestamp"]: "timestamp"})
-    return _checked_frame(frame, path, first_line=2)[["user", "item", "timestamp"]]
+    with open(path, encoding="utf-8", newline="") as fh:
+        reader = csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
+        header = next(reader)
+        columns = {c.split(":")[0].strip(): i for i, c in enumerate(header)}
+        missing = [c for c in ("user_id", "item_id", "timestamp") if c not in columns]
+        if missing:
+            raise DataFormatError(f"{path}:1: header lacks {', '.join(missing)} (found {header})")
+        rows = ((reader.line_num, fields) for fields in reader)
+        return _interactions(path, rows, len(header), columns["user_id"], columns["item_id"],
+                             columns["timestamp"], "\t".join(header))

@@ -98,7 +98,11 @@ def _download(url: str, dest: Path, spec: DataFile) -> None:
             for block in iter(lambda: response.read(1 << 16), b""):
                 out.write(block)
                 bar.update(len(block))
-        verify(Path(tmp), spec)
+        try:
+            verify(Path(tmp), spec)
+        except ChecksumError as err:
+            raise ChecksumError(f"download of {url} failed verification, nothing kept at {dest}: "
+                                f"{err}") from None
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
