@@ -20,6 +20,14 @@ from .train import TrainConfig, fit, load_checkpoint
 # Official settings (reference sections 4.1, 4.2 and 5); `full` uses them as they are.
 PRETRAIN = {"epochs": 100, "batch_size": 256, "lr": 1e-3, "weight_decay": 0.0, "patience": 10,
             "valid_metric": "MRR@10"}
+# Official fine-tuning settings (reference sections 4.5, 4.6 and 8.2).
+FINETUNE = {"epochs": 100, "batch_size": 1024, "lr": 1e-3, "weight_decay": 0.0, "patience": 10,
+            "valid_metric": "HR@10"}
+RAM = {"k": 20, "alpha": 0.5, "beta": 1.0, "tau": 1.0, "dropout": 0.5, "index": "ivf", "nlist": 128,
+       "nprobe": 1}
+# Stage-2 backbones: the stage-1 run (encoder, objective) each one starts from.
+BACKBONES = {"duorec": ("sasrec", "duorec"), "sasrec": ("sasrec", "ce"), "cl4srec": ("sasrec", "cl4srec"),
+             "gru4rec": ("gru4rec", "ce")}
 MODEL_NAMES = {("sasrec", "ce"): "SASRec", ("sasrec", "duorec"): "DuoRec",
                ("sasrec", "cl4srec"): "CL4SRec", ("gru4rec", "ce"): "GRU4Rec",
                ("gru4rec", "duorec"): "GRU4Rec+DuoRec", ("gru4rec", "cl4srec"): "GRU4Rec+CL4SRec"}
@@ -92,6 +100,65 @@ def _finish(key, config, name, prof, result, device, wall) -> dict:
                                     train_seconds=round(result["train_seconds"], 1))}
     ledger.put(rec)
     return rec
+
+
+def partition_filter(partition: dict | None, data: datasets.SplitData):
+    """A memory-bank partition from a JSON-able spec, for ablations, e.g.
+    {"by": "length", "lower": None, "upper": 5, "invert": False},
+    {"by": "popularity", "lower": 0.8, "upper": 1.0} (quantiles of item counts), {"by": "sample",
+    "fraction": 0.5}, {"by": "users", "fraction": 0.5} (a seeded sample of users)."""
+    if partition is None:
+        return None
+    spec = dict(partition)
+    by = spec.pop("by", None)
+    if by == "length":
+        return lambda bank: bank.by_length(**spec)
+    if by == "popularity":
+        return lambda bank: bank.by_popularity(data.item_counts(), quantiles=True, **spec)
+    if by == "sample":
+        return lambda bank: bank.sample(**spec)
+    if by == "users":
+        users = np.unique(data.train.users)
+        chosen = np.random.default_rng(spec.get("seed", 0)).choice(
+            users, round(spec["fraction"] * len(users)), replace=False)
+        return lambda bank: bank.by_users(chosen, invert=spec.get("invert", False))
+    raise ValueError(f"unknown partition {partition!r}: 'by' must be length, popularity, sample or users")
+
+
+def finetune(dataset: str = "Beauty", backbone: str = "duorec", seed: int = 1, profile: str | None = None,
+             ram: dict | None = None, train: dict | None = None, partition: dict | None = None,
+             pretrain_seed: int | None = None, device=None, log=print) -> dict:
+    """Stage 2: RaSeRec on a frozen stage-1 encoder (trained first if the ledger lacks it); returns the
+    ledger record. The stage-1 run uses the same seed unless `pretrain_seed` is given."""
+    from .finetune import RaSeRecTask
+
+    if backbone not in BACKBONES:
+        raise ValueError(f"unknown backbone {backbone!r}; known: {', '.join(BACKBONES)}")
+    unknown = set(ram or {}) - set(RAM) - {"inner", "n_heads", "learn_alpha", "learn_beta", "residual",
+                                           "layer_norm", "fetch", "retrain_for_test"}
+    if unknown:
+        raise ValueError(f"unknown RAM setting(s) {sorted(unknown)}")
+    prof = profiles.get(profile)
+    device = device or default_device()
+    encoder_name, objective = BACKBONES[backbone]
+    base = pretrain(dataset, encoder_name, objective, pretrain_seed or seed, prof.name,
+                    need_checkpoint=True, device=device, log=log)
+    config = {"stage": "finetune", "dataset": base["dataset"], "users": prof.users,
+              "backbone": backbone, "backbone_key": base["key"], "ram": {**RAM, **(ram or {})},
+              "partition": partition, "train": {**FINETUNE, **prof.finetune, **(train or {})}, "seed": seed}
+    key = config_hash(config)
+    cached = ledger.get(key)
+    if cached:
+        log(f"reusing {cached['model']} on {cached['dataset']} seed {seed} ({key})")
+        return cached
+    data = load_data(config["dataset"], prof)
+    start = time.perf_counter()
+    task = RaSeRecTask(load_pretrained(base, device), data, **config["ram"], device=device, seed=seed,
+                       bank_filter=partition_filter(partition, data))
+    meta = {"key": key, "dataset": config["dataset"], "n_items": data.n_items}
+    result = fit(task, TrainConfig(**config["train"]), run_dir(key), meta, seed, log=log)
+    return _finish(key, config, f"RaSeRec({base['model']})", prof, result, device,
+                   time.perf_counter() - start)
 
 
 def load_pretrained(record: dict, device=None):

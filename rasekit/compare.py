@@ -1,0 +1,77 @@
+"""Comparing runs: mean and spread over seeds, relative improvement, and a paired test over users."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .evaluate import per_user
+
+PAPER_METRICS = ("HR@5", "HR@10", "NDCG@5", "NDCG@10")
+
+# Reported targets (test set, full ranking). Paper: hyper.ai card of the RaSeRec paper; official log:
+# the released Beauty logs (reference sections 7.1 and 8).
+PAPER = {("Beauty", "RaSeRec"): {"HR@5": 0.0569, "HR@10": 0.0860, "NDCG@5": 0.0369, "NDCG@10": 0.0463},
+         ("Sports_and_Outdoors", "RaSeRec"): {"HR@5": 0.0331, "HR@10": 0.0497, "NDCG@5": 0.0211,
+                                              "NDCG@10": 0.0264}}
+OFFICIAL_LOG = {("Beauty", "DuoRec"): {"HR@5": 0.0541, "HR@10": 0.0834, "NDCG@5": 0.0337, "NDCG@10": 0.0431},
+                ("Beauty", "RaSeRec"): {"HR@5": 0.0567, "HR@10": 0.0863, "NDCG@5": 0.0367,
+                                        "NDCG@10": 0.0462}}
+
+
+def paired_permutation_test(a: np.ndarray, b: np.ndarray, n_resamples: int = 10_000, seed: int = 0) -> float:
+    """Two-sided p-value of the mean paired difference b - a under random sign flips (no distributional
+    assumption; users are the pairs)."""
+    diff = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
+    if diff.shape[0] == 0:
+        raise ValueError("paired test needs at least one pair")
+    observed = abs(diff.mean())
+    rng = np.random.default_rng(seed)
+    extreme = 0
+    for lo in range(0, n_resamples, 1000):  # chunks bound the memory to 1000 x n
+        signs = rng.choice([-1.0, 1.0], size=(min(1000, n_resamples - lo), diff.shape[0]))
+        extreme += int((np.abs(signs @ diff) / diff.shape[0] >= observed - 1e-15).sum())
+    return (extreme + 1) / (n_resamples + 1)
+
+
+def seed_summary(records: list[dict], metrics=PAPER_METRICS) -> pd.DataFrame:
+    """Mean and standard deviation (ddof 1; 0 for a single seed) over seeds, per dataset and model."""
+    rows = [{"dataset": r["dataset"], "model": r["model"], "seed": r["seed"],
+             **{m: r["metrics"][m] for m in metrics}} for r in records]
+    frame = pd.DataFrame(rows)
+    grouped = frame.groupby(["dataset", "model"], sort=False)
+    mean = grouped[list(metrics)].mean()
+    std = grouped[list(metrics)].std(ddof=1).fillna(0.0)
+    out = mean.join(std.add_suffix(" std")).reset_index()
+    out.insert(2, "seeds", grouped["seed"].count().to_numpy())
+    return out
+
+
+def main_table(pairs: list[tuple[dict, dict]], user_ranks, metrics=PAPER_METRICS) -> pd.DataFrame:
+    """The DuoRec vs RaSeRec table: for each dataset and metric, both means ± std over seeds, the
+    relative improvement, how many seeds improved, the paired p-value (per-user metric averaged over
+    seeds), and the paper's number. `pairs` = [(base record, RaSeRec record)] for every seed;
+    `user_ranks(record)` gives a run's per-user test ranks."""
+    rows = []
+    for dataset in dict.fromkeys(base["dataset"] for base, _ in pairs):
+        mine = [(b, r) for b, r in pairs if b["dataset"] == dataset]
+        base_ranks = [user_ranks(b) for b, _ in mine]
+        ras_ranks = [user_ranks(r) for _, r in mine]
+        for m in metrics:
+            base_vals = np.array([b["metrics"][m] for b, _ in mine])
+            ras_vals = np.array([r["metrics"][m] for _, r in mine])
+            a = np.mean([per_user(x, m) for x in base_ranks], axis=0)
+            b = np.mean([per_user(x, m) for x in ras_ranks], axis=0)
+            paper = PAPER.get((dataset, "RaSeRec"), {}).get(m)
+            rows.append({"dataset": dataset, "metric": m, "seeds": len(mine),
+                         "DuoRec": base_vals.mean(), "DuoRec std": _std(base_vals),
+                         "RaSeRec": ras_vals.mean(), "RaSeRec std": _std(ras_vals),
+                         "improvement %": 100 * (ras_vals.mean() / base_vals.mean() - 1),
+                         "seeds improved": int((ras_vals > base_vals).sum()),
+                         "p (paired)": paired_permutation_test(a, b),
+                         "paper RaSeRec": paper,
+                         "vs paper %": None if paper is None else 100 * (ras_vals.mean() / paper - 1)})
+    return pd.DataFrame(rows)
+
+
+def _std(values: np.ndarray) -> float:
+    return float(values.std(ddof=1)) if len(values) > 1 else 0.0

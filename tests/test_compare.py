@@ -1,0 +1,34 @@
+import numpy as np
+import pytest
+
+from rasekit.compare import main_table, paired_permutation_test, seed_summary
+
+
+def test_permutation_test_separates_real_and_null_differences():
+    rng = np.random.default_rng(0)
+    a = rng.random(2000)
+    assert paired_permutation_test(a, a + 0.05, n_resamples=2000) < 0.01
+    assert paired_permutation_test(a, a + rng.normal(0, 0.1, 2000), n_resamples=2000) > 0.01
+    assert paired_permutation_test(a, a, n_resamples=99) == 1.0
+    with pytest.raises(ValueError):
+        paired_permutation_test(np.array([]), np.array([]))
+
+
+def rec(model, seed, hr, dataset="Beauty"):
+    return {"key": f"{model}{seed}", "dataset": dataset, "model": model, "seed": seed,
+            "metrics": {"HR@5": hr, "HR@10": hr, "NDCG@5": hr / 2, "NDCG@10": hr / 2}}
+
+
+def test_seed_summary_and_main_table():
+    base = [rec("DuoRec", s, hr) for s, hr in ((1, 0.08), (2, 0.10))]
+    ras = [rec("RaSeRec(DuoRec)", s, hr) for s, hr in ((1, 0.09), (2, 0.11))]
+    summary = seed_summary(base + ras)
+    duo = summary[summary.model == "DuoRec"].iloc[0]
+    assert duo["seeds"] == 2 and duo["HR@10"] == pytest.approx(0.09)
+    assert duo["HR@10 std"] == pytest.approx(np.std([0.08, 0.10], ddof=1))
+    ranks = {"DuoRec1": np.array([1, 20]), "DuoRec2": np.array([2, 30]),
+             "RaSeRec(DuoRec)1": np.array([1, 3]), "RaSeRec(DuoRec)2": np.array([1, 4])}
+    table = main_table(list(zip(base, ras)), lambda r: ranks[r["key"]], metrics=("HR@10",))
+    row = table.iloc[0]
+    assert row["improvement %"] == pytest.approx(100 * (0.10 / 0.09 - 1))
+    assert row["seeds improved"] == 2 and row["paper RaSeRec"] == 0.0860
