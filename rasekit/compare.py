@@ -75,3 +75,24 @@ def main_table(pairs: list[tuple[dict, dict]], user_ranks, metrics=PAPER_METRICS
 
 def _std(values: np.ndarray) -> float:
     return float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
+def improvement_figure(table: pd.DataFrame):
+    """Bars: DuoRec and RaSeRec per metric (error bars = std over seeds), one panel per dataset."""
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys(table["dataset"]))
+    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.2), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        part = table[table["dataset"] == name]
+        x = np.arange(len(part))
+        ax.bar(x - 0.2, part["DuoRec"], 0.4, yerr=part["DuoRec std"], label="DuoRec", capsize=2)
+        ax.bar(x + 0.2, part["RaSeRec"], 0.4, yerr=part["RaSeRec std"], label="RaSeRec", capsize=2)
+        ax.scatter(x + 0.2, part["paper RaSeRec"], marker="_", s=200, color="black", label="paper", zorder=3)
+        for xi, gain in zip(x, part["improvement %"]):
+            ax.annotate(f"{gain:+.1f}%", (xi, 0), xytext=(0, 2), textcoords="offset points",
+                        ha="center", fontsize=8, color="white")
+        ax.set_xticks(x, part["metric"])
+        ax.set_title(f"{name} ({int(part['seeds'].iloc[0])} seeds)")
+    axes[0][0].legend(fontsize=8)
+    return fig
