@@ -44,9 +44,11 @@ def load_data(dataset: str, profile: profiles.Profile) -> datasets.SplitData:
 def pretrain_config(dataset: str, encoder: str, objective: str, seed: int, profile: profiles.Profile,
                     encoder_params: dict | None = None, objective_params: dict | None = None,
                     train: dict | None = None) -> dict:
-    from .encoders import make_encoder  # noqa: F401  (fails early on an unknown name below)
+    encoder_params = dict(encoder_params or {})
+    if objective == "cl4srec":  # its item masking needs a mask-token row after the items
+        encoder_params.setdefault("mask_token", True)
     return {"stage": "pretrain", "dataset": datasets.registry.get(dataset).name, "users": profile.users,
-            "max_len": 50, "encoder": encoder, "encoder_params": dict(encoder_params or {}),
+            "max_len": 50, "encoder": encoder, "encoder_params": encoder_params,
             "objective": objective, "objective_params": dict(objective_params or {}),
             "train": {**PRETRAIN, **profile.pretrain, **(train or {})}, "seed": seed}
 
