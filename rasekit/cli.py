@@ -49,7 +49,13 @@ def _finetune(args) -> None:
 
 def _batch(args) -> None:
     from .runner import run_batch
-    run_batch(args.profile, notebooks=args.notebooks or None)
+    parameters = {}
+    for name, value in args.parameter:
+        try:
+            parameters[name] = json.loads(value)
+        except json.JSONDecodeError:
+            parameters[name] = value  # a bare string
+    run_batch(args.profile, notebooks=args.notebooks or None, parameters=parameters)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -66,7 +72,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per run")
     p.set_defaults(func=_results)
 
-    profile_help = f"run profile ({', '.join(profiles.PROFILE_ORDER)}; default $RASEKIT_PROFILE or smoke)"
+    profile_help = f"run profile ({', '.join(profiles.PROFILE_ORDER)}; default $RASEKIT_PROFILE or default)"
     p = sub.add_parser("pretrain", help="stage 1: train an encoder (cached in the ledger)")
     p.add_argument("--dataset", default="Beauty")
     p.add_argument("--encoder", default="sasrec", choices=["sasrec", "gru4rec"])
@@ -85,6 +91,8 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("batch", help="run the notebooks with papermill into runs/<time>-<profile>/")
     p.add_argument("--profile", default="default", help=profile_help)
     p.add_argument("notebooks", nargs="*", help="notebook names (default: all in notebooks/)")
+    p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="notebook parameter, VALUE as JSON (e.g. -p seeds '[1, 2]')")
     p.set_defaults(func=_batch)
     return top
 

@@ -36,8 +36,8 @@ class UnknownProfileError(ValueError):
 
 
 def get(name: str | None = None) -> Profile:
-    """A profile by name; None reads RASEKIT_PROFILE (default 'smoke', so that nbval runs fast)."""
-    name = name or os.environ.get("RASEKIT_PROFILE", "smoke")
+    """A profile by name; None reads RASEKIT_PROFILE (default: "default"; test.sh sets smoke)."""
+    name = name or os.environ.get("RASEKIT_PROFILE", "default")
     if name not in PROFILES:
         raise UnknownProfileError(f"unknown profile {name!r}; known profiles: {', '.join(PROFILE_ORDER)}")
     return PROFILES[name]

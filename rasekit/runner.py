@@ -24,18 +24,23 @@ def notebook_paths(names=None) -> list[Path]:
     return [by_name[n] for n in names]
 
 
-def run_batch(profile: str = "default", notebooks=None, out_root: Path | None = None) -> Path:
+def run_batch(profile: str = "default", notebooks=None, out_root: Path | None = None,
+              parameters: dict | None = None) -> Path:
+    """Execute the notebooks (all, or those named) with `profile` and any extra notebook parameters
+    (e.g. {"seeds": [1, 2]}); returns the run folder."""
     import papermill
 
     prof = profiles.get(profile)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = (out_root or paths.output_dir() / "runs") / f"{stamp}-{prof.name}"
     out.mkdir(parents=True, exist_ok=False)
-    manifest = {"profile": prof.name, "git_commit": git_commit(), "versions": versions(), "notebooks": []}
+    parameters = {"profile": prof.name, **(parameters or {})}
+    manifest = {"profile": prof.name, "parameters": parameters, "git_commit": git_commit(),
+                "versions": versions(), "notebooks": []}
     for source in notebook_paths(notebooks):
         print(f"[batch] {source.name} (profile {prof.name})", flush=True)
         start = time.perf_counter()
-        papermill.execute_notebook(str(source), str(out / source.name), parameters={"profile": prof.name},
+        papermill.execute_notebook(str(source), str(out / source.name), parameters=parameters,
                                    cwd=str(NOTEBOOKS), progress_bar=False, log_output=False)
         manifest["notebooks"].append({"name": source.name,
                                       "wall_time_s": round(time.perf_counter() - start, 1)})
