@@ -11,7 +11,7 @@ Every encoder has the same interface:
 
 Fast path (``fast = True``, the default). Padding every prefix to 50 makes about 6 times the needed work
 on Beauty. Inside a batch, sequences are sorted by length and encoded in a few length groups, each padded
-only to its own maximum rounded up to a multiple of 8 (few distinct shapes keep CPU kernel caches warm);
+only to its own maximum rounded up to a multiple of 4 (few distinct shapes keep CPU kernel caches warm);
 outputs are put back in batch order. This is exact: with left-aligned sequences and a causal encoder,
 padding never reaches a real position. The Transformer also uses fused causal attention when attention
 dropout is off, cheap dropout masks (rasekit.dropout), and computes its last layer for the one output row.
