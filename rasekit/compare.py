@@ -96,3 +96,37 @@ def improvement_figure(table: pd.DataFrame):
         ax.set_title(f"{name} ({int(part['seeds'].iloc[0])} seeds)")
     axes[0][0].legend(fontsize=8)
     return fig
+
+
+# Validation curve of the official DuoRec checkpoint's log on Beauty (reference section 8.3).
+OFFICIAL_DUOREC_CURVE = {"epoch": [0, 10, 20, 30, 34, 42, 53],
+                         "HR@10": [.0174, .0699, .0935, .1017, .1050, .1051, .1043],
+                         "NDCG@10": [.0083, .0360, .0493, .0533, .0551, .0553, .0545],
+                         "MRR@10": [.0055, .0257, .0359, .0384, .0398, .0399, .0392]}
+# SASRec trained with CE inside the DuoRec code, reported in RuihongQiu/DuoRec issue #3 (reference 7.1).
+SASREC_CE_REPORTED = {"NDCG@5": 0.0326, "NDCG@10": 0.0415}
+
+
+def stage1_table(records: list[dict], metrics=PAPER_METRICS) -> pd.DataFrame:
+    """Stage-1 models: mean ± std over seeds, next to the official DuoRec log and the reported SASRec-CE."""
+    table = seed_summary(records, metrics)
+    reference = {"DuoRec": OFFICIAL_LOG[("Beauty", "DuoRec")], "SASRec": SASREC_CE_REPORTED}
+    for m in metrics:
+        table[f"{m} reported"] = [reference.get(model, {}).get(m) if dataset == "Beauty" else None
+                                  for dataset, model in zip(table["dataset"], table["model"])]
+    return table
+
+
+def curves_figure(records: list[dict], metric: str = "MRR@10"):
+    """Validation `metric` per epoch of every run, with the official DuoRec log's points."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    for r in records:
+        epochs = [h["epoch"] for h in r["history"]]
+        ax.plot(epochs, [h[metric] for h in r["history"]], lw=1, label=f"{r['model']} seed {r['seed']}")
+    if any(r["model"] == "DuoRec" and r["dataset"] == "Beauty" for r in records):
+        ax.plot(OFFICIAL_DUOREC_CURVE["epoch"], OFFICIAL_DUOREC_CURVE[metric], "k*", label="official DuoRec log")
+    ax.set(xlabel="epoch", ylabel=f"valid {metric}", title="Stage-1 validation curves")
+    ax.legend(fontsize=7)
+    return fig

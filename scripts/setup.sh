@@ -10,11 +10,15 @@ want=$(cat requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
+pip_install() {
+  # Some machines configure package folders that do not exist; pip warns about each one. Hide only that.
+  .venv/bin/python -m pip install --quiet "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+}
 echo "[setup] creating .venv with $($PYTHON --version) (first run only, a few minutes)"
 "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -r requirements.lock
-.venv/bin/python -m pip install --quiet --no-deps -e .
+pip_install --upgrade pip
+pip_install -r requirements.lock
+pip_install --no-deps -e .
 # A kernel named "rasekit" inside the venv, so JupyterLab started from .venv runs the notebooks as they are.
 .venv/bin/python -m ipykernel install --sys-prefix --name rasekit --display-name "Python (rasekit)" >/dev/null
 echo "$want" > "$stamp"
