@@ -3,8 +3,7 @@
     RASEKIT_DATA_DIR=... python benchmarks/stage2.py [--checkpoint PATH] [--index ivf] [--device cpu]
 
 Timings do not depend on the encoder's weights, so an untrained SASRec encoder is fine; a checkpoint
-(a state dict, or a rasekit checkpoint with a 'model' entry) can be given. Without rasekit.encoders,
-or with --stand-in, a SASRec-shaped stand-in (torch TransformerEncoder, same sizes) is used.
+(a state dict, or a rasekit checkpoint with a 'model' entry, e.g. a stage-1 run's best.pt) can be given.
 Targets on a 2-core CPU: bank + index <= 30 s, epoch at batch 1024 <= 10 s.
 """
 from __future__ import annotations
@@ -17,44 +16,13 @@ import torch
 from torch import nn
 
 from rasekit.data import load
+from rasekit.encoders import make_encoder
 from rasekit.finetune import RaSeRecTask
 from rasekit.memory import MemoryBank
 
 
-class StandInSASRec(nn.Module):
-    """SASRec-sized causal Transformer (d 64, 2 layers, 2 heads, inner 256) with the encoder interface."""
-
-    def __init__(self, n_items: int, hidden: int = 64, max_len: int = 50):
-        super().__init__()
-        self.hidden_size = hidden
-        self.item = nn.Embedding(n_items + 1, hidden)
-        self.position = nn.Embedding(max_len, hidden)
-        layer = nn.TransformerEncoderLayer(hidden, 2, 256, dropout=0.0, activation="gelu", batch_first=True)
-        self.layers = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
-        self.norm = nn.LayerNorm(hidden, eps=1e-12)
-
-    def all_positions(self, seqs, lengths):
-        x = self.norm(self.item(seqs) + self.position(torch.arange(seqs.shape[1], device=seqs.device)))
-        causal = nn.Transformer.generate_square_subsequent_mask(seqs.shape[1], device=seqs.device)
-        return self.layers(x, mask=causal, is_causal=True)
-
-    def forward(self, seqs, lengths):
-        return self.all_positions(seqs, lengths)[torch.arange(len(seqs), device=seqs.device), lengths - 1]
-
-    def item_weights(self):
-        return self.item.weight
-
-
-def make(n_items: int, checkpoint: str | None, stand_in: bool) -> nn.Module:
-    if stand_in:
-        encoder = StandInSASRec(n_items)
-    else:
-        try:
-            from rasekit.encoders import make_encoder
-        except ImportError:
-            print("rasekit.encoders not available: using the stand-in SASRec")
-            return make(n_items, checkpoint, True)
-        encoder = make_encoder("sasrec", n_items)
+def make(n_items: int, checkpoint: str | None) -> nn.Module:
+    encoder = make_encoder("sasrec", n_items)
     if checkpoint:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         encoder.load_state_dict(state.get("model", state))
@@ -71,7 +39,6 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="Beauty")
     p.add_argument("--checkpoint")
-    p.add_argument("--stand-in", action="store_true")
     p.add_argument("--index", default="ivf", choices=["ivf", "exact", "hnsw"])
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=1024)
@@ -82,7 +49,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     data = load(args.dataset, download=False)
-    encoder = make(data.n_items, args.checkpoint, args.stand_in).to(args.device)
+    encoder = make(data.n_items, args.checkpoint).to(args.device)
     print(f"{args.dataset}: {len(data.train)} train, {len(data.valid)} valid, {len(data.test)} test; "
           f"torch threads {torch.get_num_threads()}, device {args.device}, index {args.index}")
 
