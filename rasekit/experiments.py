@@ -90,9 +90,9 @@ def pretrain(dataset: str = "Beauty", encoder: str = "sasrec", objective: str = 
 
 
 def _finish(key, config, name, prof, result, device, wall) -> dict:
-    folder = run_dir(key)
-    np.save(folder / "test_ranks.npy", result["test_ranks"])
-    np.save(folder / "valid_ranks.npy", result["valid_ranks"])
+    paths.ranks_dir().mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(paths.ranks_dir() / f"{key}.npz", test=result["test_ranks"].astype(np.int32),
+                        valid=result["valid_ranks"].astype(np.int32))
     rec = {"key": key, "stage": config["stage"], "dataset": config["dataset"], "model": name,
            "seed": config["seed"], "profile": prof.name, "config": config,
            "metrics": result["metrics"], "valid_metrics": result["valid_metrics"],
@@ -143,8 +143,9 @@ def finetune(dataset: str = "Beauty", backbone: str = "duorec", seed: int = 1, p
     prof = profiles.get(profile)
     device = device or default_device()
     encoder_name, objective = BACKBONES[backbone]
-    base = pretrain(dataset, encoder_name, objective, pretrain_seed or seed, prof.name,
-                    need_checkpoint=True, device=device, log=log)
+    stage1 = dict(dataset=dataset, encoder=encoder_name, objective=objective, seed=pretrain_seed or seed,
+                  profile=prof.name, device=device, log=log)
+    base = pretrain(**stage1)
     config = {"stage": "finetune", "dataset": base["dataset"], "users": prof.users,
               "backbone": backbone, "backbone_key": base["key"], "ram": {**RAM, **(ram or {})},
               "partition": partition, "train": {**FINETUNE, **prof.finetune, **(train or {})}, "seed": seed}
@@ -153,6 +154,7 @@ def finetune(dataset: str = "Beauty", backbone: str = "duorec", seed: int = 1, p
     if cached:
         log(f"reusing {cached['model']} on {cached['dataset']} seed {seed} ({key})")
         return cached
+    base = pretrain(**stage1, need_checkpoint=True)  # the weights, retrained if this cache lacks them
     data = load_data(config["dataset"], prof)
     start = time.perf_counter()
     task = RaSeRecTask(load_pretrained(base, device), data, **config["ram"], device=device, seed=seed,
@@ -164,27 +166,24 @@ def finetune(dataset: str = "Beauty", backbone: str = "duorec", seed: int = 1, p
 
 
 def load_pretrained(record: dict, device=None):
-    """The frozen-ready encoder of a stage-1 ledger record, from its best checkpoint (retrained if the
-    cache lacks it: seeded runs on the same device give the same weights)."""
-    config = record["config"]
+    """The encoder of a stage-1 ledger record, from its best checkpoint, in eval mode."""
     path = run_dir(record["key"]) / "best.pt"
     if not path.exists():
-        prof = profiles.get(record["profile"])
-        pretrain(config["dataset"], config["encoder"], config["objective"], config["seed"], prof.name,
-                 config["encoder_params"], config["objective_params"], config["train"],
-                 need_checkpoint=True, device=device)
-    weights = load_checkpoint(path, {"key": record["key"], "dataset": config["dataset"]})
-    encoder = build_encoder(config, weights["meta"]["n_items"])
+        raise FileNotFoundError(f"{path}: no checkpoint for run {record['key']}; "
+                                f"experiments.pretrain(..., need_checkpoint=True) retrains it")
+    weights = load_checkpoint(path, {"key": record["key"], "dataset": record["config"]["dataset"]})
+    encoder = build_encoder(record["config"], weights["meta"]["n_items"])
     encoder.load_state_dict(weights["model"])
     return encoder.to(device or default_device()).eval()
 
 
 def ranks(record: dict, part: str = "test") -> np.ndarray:
     """Per-instance ranks of a finished run (for group metrics and paired tests)."""
-    path = run_dir(record["key"]) / f"{part}_ranks.npy"
+    path = paths.ranks_dir() / f"{record['key']}.npz"
     if not path.exists():
-        raise FileNotFoundError(f"{path}: ranks of run {record['key']} are not in this cache; rerun it")
-    return np.load(path)
+        raise FileNotFoundError(f"{path}: per-instance ranks of run {record['key']} are missing; rerun it")
+    with np.load(path) as saved:
+        return saved[part].astype(np.int64)
 
 
 def dataset_statistics(names) -> "pd.DataFrame":

@@ -30,6 +30,11 @@ def ledger_dir() -> Path:
     return output_dir() / "results" / "ledger"
 
 
+def ranks_dir() -> Path:
+    """Per-instance test and validation ranks of every ledger run, for paired tests and group metrics."""
+    return output_dir() / "results" / "ranks"
+
+
 def figures_dir(profile: str) -> Path:
     return output_dir() / "figures" / profile
 

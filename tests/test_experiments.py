@@ -1,0 +1,35 @@
+"""Cached runs end to end on a tiny profile: a second identical call reuses the ledger record, and
+stage 2 finds its stage-1 run there."""
+import numpy as np
+import pytest
+
+from rasekit import experiments, ledger, profiles
+
+
+@pytest.fixture
+def tiny(monkeypatch, tmp_path, data_dir):
+    monkeypatch.setenv("RASEKIT_OUTPUT", str(tmp_path / "out"))
+    monkeypatch.setenv("RASEKIT_CACHE", str(tmp_path / "cache"))
+    tiny = profiles.Profile("smoke", ("Beauty",), (1,), users=300, pretrain={"epochs": 1},
+                            finetune={"epochs": 1})
+    monkeypatch.setitem(profiles.PROFILES, "smoke", tiny)
+    return "smoke"
+
+
+def test_runs_are_cached_and_shared(tiny, tmp_path):
+    quiet = lambda *_: None  # noqa: E731
+    first = experiments.pretrain("Beauty", "sasrec", "ce", seed=1, profile=tiny, log=quiet)
+    assert first["model"] == "SASRec" and first["epochs_run"] == 1
+    assert set(first["provenance"]) >= {"git_commit", "data_sha256", "versions", "device", "wall_time_s"}
+    messages = []
+    again = experiments.pretrain("Beauty", "sasrec", "ce", seed=1, profile=tiny, log=messages.append)
+    assert again == first and messages[0].startswith("reusing SASRec")
+    ranks = experiments.ranks(first)
+    assert ranks.shape == (300,) and ranks.min() >= 1
+
+    ras = experiments.finetune("Beauty", "sasrec", seed=1, profile=tiny, log=quiet)
+    assert ras["model"] == "RaSeRec(SASRec)" and ras["config"]["backbone_key"] == first["key"]
+    assert {r["key"] for r in ledger.records()} == {first["key"], ras["key"]}
+    assert np.isfinite(list(ras["metrics"].values())).all()
+    with pytest.raises(ValueError, match="unknown RAM setting"):
+        experiments.finetune("Beauty", "sasrec", seed=1, profile=tiny, ram={"kk": 3})
