@@ -29,8 +29,9 @@ def _results(args) -> None:
             print(json.dumps({k: rec[k] for k in ("key", "dataset", "model", "seed", "profile", "metrics",
                                                   "provenance") if k in rec}))
         return
-    table = ledger.table()
-    print("no results yet" if table.empty else table.to_string(index=False, float_format="%.4f"))
+    table = ledger.summary() if args.summary else ledger.table()
+    print("no results yet" if table.empty
+          else table.to_string(index=False, float_format="%.4f", na_rep="-"))
 
 
 def _pretrain(args) -> None:
@@ -70,6 +71,7 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("results", help="list the results ledger")
     p.add_argument("--json", action="store_true", help="one JSON object per run")
+    p.add_argument("--summary", action="store_true", help="mean and std over seeds instead of one row per run")
     p.set_defaults(func=_results)
 
     profile_help = f"run profile ({', '.join(profiles.PROFILE_ORDER)}; default $RASEKIT_PROFILE or default)"

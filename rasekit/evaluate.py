@@ -40,13 +40,8 @@ def target_ranks(score_fn: ScoreFn, targets: np.ndarray, chunk: int = 1024,
 def metrics(ranks: np.ndarray, ks=KS) -> dict[str, float]:
     """HR@K, NDCG@K and MRR@K averaged over instances (one target each, so HR@K = Recall@K)."""
     ranks = np.asarray(ranks)
-    out = {}
-    for k in ks:
-        hit = ranks <= k
-        out[f"HR@{k}"] = float(hit.mean())
-        out[f"NDCG@{k}"] = float(np.where(hit, 1.0 / np.log2(ranks + 1), 0.0).mean())
-        out[f"MRR@{k}"] = float(np.where(hit, 1.0 / ranks, 0.0).mean())
-    return out
+    return {f"{name}@{k}": float(per_user(ranks, f"{name}@{k}").mean())
+            for k in ks for name in ("HR", "NDCG", "MRR")}
 
 
 def per_user(ranks: np.ndarray, metric: str) -> np.ndarray:

@@ -64,3 +64,15 @@ def table(metrics=("HR@5", "HR@10", "NDCG@5", "NDCG@10")) -> pd.DataFrame:
                "wall_s"]
     return pd.DataFrame(rows, columns=columns).sort_values(["dataset", "model", "profile", "seed"],
                                                           ignore_index=True)
+
+
+def summary(metrics=("HR@5", "HR@10", "NDCG@5", "NDCG@10")) -> pd.DataFrame:
+    """Mean and standard deviation (ddof 1; blank for one seed) over the seeds of each dataset, model and
+    profile, with the seeds listed."""
+    runs = table(metrics)
+    if runs.empty:
+        return runs
+    groups = runs.groupby(["dataset", "model", "profile"], sort=True)
+    out = groups[list(metrics)].mean().join(groups[list(metrics)].std(ddof=1).add_suffix(" std"))
+    out.insert(0, "seeds", groups["seed"].apply(lambda s: ",".join(map(str, sorted(s)))))
+    return out[["seeds", *[c for m in metrics for c in (m, f"{m} std")]]].reset_index()

@@ -43,6 +43,8 @@ def test_results_lists_the_ledger(capsys):
     assert row["metrics"]["HR@10"] == 0.08
     assert main(["results"]) == 0
     assert "DuoRec" in capsys.readouterr().out
+    assert main(["results", "--summary"]) == 0
+    assert "HR@10 std" in capsys.readouterr().out
 
 
 def test_unknown_profile_is_refused(capsys):

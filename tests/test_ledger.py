@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 
 from rasekit import ledger, profiles
@@ -55,3 +56,15 @@ def test_unknown_profile_names_the_known_ones(monkeypatch):
         profiles.get("huge")
     monkeypatch.setenv("RASEKIT_PROFILE", "full")
     assert profiles.get().name == "full"
+
+
+def test_summary_gives_mean_and_std_over_seeds_per_profile():
+    for key, seed, hr in (("a", 1, 0.08), ("b", 2, 0.10), ("c", 3, 0.09)):
+        ledger.put({**record(key=key, hr=hr), "seed": seed})
+    ledger.put({**record(key="d", profile="smoke", hr=0.5), "seed": 1})
+    out = ledger.summary().set_index("profile")
+    assert out.loc["full", "seeds"] == "1,2,3"
+    assert out.loc["full", "HR@10"] == pytest.approx(0.09)
+    assert out.loc["full", "HR@10 std"] == pytest.approx(0.01)
+    assert out.loc["smoke", "HR@10"] == pytest.approx(0.5)  # never pooled with the full runs
+    assert np.isnan(out.loc["smoke", "HR@10 std"])  # one seed has no spread
