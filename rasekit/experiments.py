@@ -65,8 +65,9 @@ def run_dir(key: str) -> Path:
 def pretrain(dataset: str = "Beauty", encoder: str = "sasrec", objective: str = "duorec", seed: int = 1,
              profile: str | None = None, encoder_params: dict | None = None,
              objective_params: dict | None = None, train: dict | None = None,
-             need_checkpoint: bool = False, device=None, log=print) -> dict:
-    """Stage 1: train (or reuse) an encoder; returns its ledger record."""
+             need_checkpoint: bool = False, reuse_only: bool = False, device=None, log=print) -> dict | None:
+    """Stage 1: train (or reuse) an encoder; returns its ledger record. With `reuse_only`, never trains:
+    returns the ledger record or None."""
     from .objectives import make_objective
     from .pretrain import PretrainTask
 
@@ -76,6 +77,8 @@ def pretrain(dataset: str = "Beauty", encoder: str = "sasrec", objective: str = 
     cached = ledger.get(key)
     if cached and (not need_checkpoint or (run_dir(key) / "best.pt").exists()):
         log(f"reusing {cached['model']} on {cached['dataset']} seed {seed} ({key})")
+        return cached
+    if reuse_only:
         return cached
     data = load_data(config["dataset"], prof)
     device = device or default_device()
@@ -129,9 +132,11 @@ def partition_filter(partition: dict | None, data: datasets.SplitData):
 
 def finetune(dataset: str = "Beauty", backbone: str = "duorec", seed: int = 1, profile: str | None = None,
              ram: dict | None = None, train: dict | None = None, partition: dict | None = None,
-             pretrain_seed: int | None = None, device=None, log=print) -> dict:
+             pretrain_seed: int | None = None, reuse_only: bool = False, device=None,
+             log=print) -> dict | None:
     """Stage 2: RaSeRec on a frozen stage-1 encoder (trained first if the ledger lacks it); returns the
-    ledger record. The stage-1 run uses the same seed unless `pretrain_seed` is given."""
+    ledger record. The stage-1 run uses the same seed unless `pretrain_seed` is given. With `reuse_only`,
+    never trains: returns the ledger record or None."""
     from .finetune import RaSeRecTask
 
     if backbone not in BACKBONES:
@@ -145,7 +150,9 @@ def finetune(dataset: str = "Beauty", backbone: str = "duorec", seed: int = 1, p
     encoder_name, objective = BACKBONES[backbone]
     stage1 = dict(dataset=dataset, encoder=encoder_name, objective=objective, seed=pretrain_seed or seed,
                   profile=prof.name, device=device, log=log)
-    base = pretrain(**stage1)
+    base = pretrain(**stage1, reuse_only=reuse_only)
+    if base is None:
+        return None
     config = {"stage": "finetune", "dataset": base["dataset"], "users": prof.users,
               "backbone": backbone, "backbone_key": base["key"], "ram": {**RAM, **(ram or {})},
               "partition": partition, "train": {**FINETUNE, **prof.finetune, **(train or {})}, "seed": seed}
@@ -154,6 +161,8 @@ def finetune(dataset: str = "Beauty", backbone: str = "duorec", seed: int = 1, p
     if cached:
         log(f"reusing {cached['model']} on {cached['dataset']} seed {seed} ({key})")
         return cached
+    if reuse_only:
+        return None
     base = pretrain(**stage1, need_checkpoint=True)  # the weights, retrained if this cache lacks them
     data = load_data(config["dataset"], prof)
     start = time.perf_counter()

@@ -18,6 +18,9 @@ def tiny(monkeypatch, tmp_path, data_dir):
 
 def test_runs_are_cached_and_shared(tiny, tmp_path):
     quiet = lambda *_: None  # noqa: E731
+    assert experiments.pretrain("Beauty", "sasrec", "ce", seed=1, profile=tiny, reuse_only=True) is None
+    assert experiments.finetune("Beauty", "sasrec", seed=1, profile=tiny, reuse_only=True) is None
+    assert ledger.records() == []  # reuse_only never trains
     first = experiments.pretrain("Beauty", "sasrec", "ce", seed=1, profile=tiny, log=quiet)
     assert first["model"] == "SASRec" and first["epochs_run"] == 1
     assert set(first["provenance"]) >= {"git_commit", "data_sha256", "versions", "device", "wall_time_s"}
@@ -29,6 +32,7 @@ def test_runs_are_cached_and_shared(tiny, tmp_path):
 
     ras = experiments.finetune("Beauty", "sasrec", seed=1, profile=tiny, log=quiet)
     assert ras["model"] == "RaSeRec(SASRec)" and ras["config"]["backbone_key"] == first["key"]
+    assert experiments.finetune("Beauty", "sasrec", seed=1, profile=tiny, reuse_only=True, log=quiet) == ras
     assert {r["key"] for r in ledger.records()} == {first["key"], ras["key"]}
     assert np.isfinite(list(ras["metrics"].values())).all()
     with pytest.raises(ValueError, match="unknown RAM setting"):
