@@ -89,9 +89,11 @@ def improvement_figure(table: pd.DataFrame):
         ax.bar(x - 0.2, part["DuoRec"], 0.4, yerr=part["DuoRec std"], label="DuoRec", capsize=2)
         ax.bar(x + 0.2, part["RaSeRec"], 0.4, yerr=part["RaSeRec std"], label="RaSeRec", capsize=2)
         ax.scatter(x + 0.2, part["paper RaSeRec"], marker="_", s=200, color="black", label="paper", zorder=3)
-        for xi, gain in zip(x, part["improvement %"]):
-            ax.annotate(f"{gain:+.1f}%", (xi, 0), xytext=(0, 2), textcoords="offset points",
-                        ha="center", fontsize=8, color="white")
+        tops = part["RaSeRec"] + part["RaSeRec std"]
+        for xi, top, gain in zip(x, tops, part["improvement %"]):  # the gain above the RaSeRec bar
+            ax.annotate(f"{gain:+.1f}%", (xi + 0.2, top), xytext=(0, 3), textcoords="offset points",
+                        ha="center", fontsize=8)
+        ax.margins(y=0.12)
         ax.set_xticks(x, part["metric"])
         ax.set_title(f"{name} ({int(part['seeds'].iloc[0])} seeds)")
     axes[0][0].legend(fontsize=8)
