@@ -23,13 +23,15 @@ def config_hash(config: dict) -> str:
 
 
 def git_commit() -> str:
-    """HEAD of the kit's repository, with '-dirty' if tracked files changed; 'unknown' outside git."""
+    """HEAD of the kit's repository, with '-dirty' if tracked files changed; 'unknown' outside git.
+    The committed outputs (figures/, results/) are left out: regenerating them is not a code change."""
     def git(*args):
         return subprocess.run(["git", *args], cwd=paths.REPO_ROOT, capture_output=True, text=True,
                               timeout=10).stdout.strip()
     try:
         commit = git("rev-parse", "HEAD")
-        dirty = git("status", "--porcelain", "--untracked-files=no")
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)figures",
+                    ":(exclude)results")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return (commit + ("-dirty" if dirty else "")) if commit else "unknown"
