@@ -79,8 +79,8 @@ def main() -> None:
 
     for number in range(1, args.epochs + 1):
         loss, seconds = clock(epoch)
-        print(f"fine-tuning epoch {number} (batch {args.batch_size}, {task.n_train} instances): {seconds:.2f} s "
-              f"(last loss {loss:.3f})")
+        print(f"fine-tuning epoch {number} (batch {args.batch_size}, {task.n_train} instances): "
+              f"{seconds:.2f} s (last loss {loss:.3f})")
 
     from rasekit.evaluate import metrics, target_ranks
     task.model.eval()

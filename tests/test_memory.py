@@ -109,7 +109,8 @@ def test_growth_keeps_ids_and_finds_new_entries(kind, retrain):
     bank, keys = random_bank(500, kind=kind, nlist=4)
     probe = keys[:5]
     before = bank.search(probe, np.zeros(5, int), np.ones(5, int), k=3)
-    new_keys = torch.randn(7, 16, generator=torch.Generator().manual_seed(12345)) * 3  # own stream: never a copy of a bank key
+    own_stream = torch.Generator().manual_seed(12345)  # never a copy of a bank key
+    new_keys = torch.randn(7, 16, generator=own_stream) * 3
     ids = bank.add(new_keys, new_keys, instances(np.full(7, 1000), np.full(7, 2)), tag="valid", retrain=retrain)
     assert ids.tolist() == list(range(500, 507)) and len(bank) == 507
     assert (bank.tags[ids] == "valid").all() and torch.equal(bank.keys[:500], keys)
