@@ -10,7 +10,7 @@ from importlib import metadata
 
 import torch
 
-from . import paths
+from . import ledger, paths
 from .data import registry
 
 LIBRARIES = ("torch", "numpy", "pandas", "faiss-cpu", "rasekit")
@@ -61,9 +61,24 @@ def versions() -> dict[str, str]:
 
 
 def record(datasets: list[str], device=None, wall_time_s: float | None = None, **extra) -> dict:
-    """Provenance of a result computed now from `datasets`."""
+    """Provenance of a result computed now from `datasets`. A result built from ledger runs (`runs`, a
+    list of keys) also carries where and when each of them was trained, since its own wall time may be
+    only that of reading them back."""
+    if "runs" in extra:
+        extra["run_provenance"] = _runs(extra["runs"])
     return {"git_commit": git_commit(),
             "data_sha256": {name: registry.checksums(name) for name in datasets},
             "versions": versions(), "device": device_name(device),
             "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "wall_time_s": None if wall_time_s is None else round(wall_time_s, 1), **extra}
+
+
+def _runs(keys: list[str]) -> dict[str, dict]:
+    out = {}
+    for key in keys:
+        rec = ledger.get(key)
+        if rec is not None:
+            prov = rec["provenance"]
+            out[key] = {"model": rec["model"], "seed": rec["seed"], "profile": rec["profile"],
+                        **{k: prov.get(k) for k in ("git_commit", "device", "train_seconds", "finished_at")}}
+    return out
