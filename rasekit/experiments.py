@@ -14,7 +14,7 @@ import torch
 
 from . import data as datasets
 from . import ledger, paths, profiles
-from .provenance import config_hash, record as provenance
+from .provenance import config_hash, git_commit, record as provenance
 from .train import TrainConfig, fit, load_checkpoint
 
 # Official settings (reference sections 4.1, 4.2 and 5); `full` uses them as they are.
@@ -86,13 +86,13 @@ def pretrain(dataset: str = "Beauty", encoder: str = "sasrec", objective: str = 
     model = build_encoder(config, data.n_items)
     task = PretrainTask(model, make_objective(objective, **config["objective_params"]), data, device)
     meta = {"key": key, "dataset": config["dataset"], "n_items": data.n_items}
-    start = time.perf_counter()
+    commit, start = git_commit(), time.perf_counter()
     result = fit(task, TrainConfig(**config["train"]), run_dir(key), meta, seed, log=log)
     name = MODEL_NAMES.get((encoder, objective), f"{encoder}+{objective}")
-    return _finish(key, config, name, prof, result, device, time.perf_counter() - start)
+    return _finish(key, config, name, prof, result, device, time.perf_counter() - start, commit)
 
 
-def _finish(key, config, name, prof, result, device, wall) -> dict:
+def _finish(key, config, name, prof, result, device, wall, commit) -> dict:
     paths.ranks_dir().mkdir(parents=True, exist_ok=True)
     np.savez_compressed(paths.ranks_dir() / f"{key}.npz", test=result["test_ranks"].astype(np.int32),
                         valid=result["valid_ranks"].astype(np.int32))
@@ -101,7 +101,7 @@ def _finish(key, config, name, prof, result, device, wall) -> dict:
            "metrics": result["metrics"], "valid_metrics": result["valid_metrics"],
            "best_epoch": result["best_epoch"], "epochs_run": result["epochs_run"],
            "history": result["history"],
-           "provenance": provenance([config["dataset"]], device=device, wall_time_s=wall,
+           "provenance": provenance([config["dataset"]], device=device, wall_time_s=wall, commit=commit,
                                     train_seconds=round(result["train_seconds"], 1))}
     ledger.put(rec)
     return rec
@@ -165,13 +165,13 @@ def finetune(dataset: str = "Beauty", backbone: str = "duorec", seed: int = 1, p
         return None
     base = pretrain(**stage1, need_checkpoint=True)  # the weights, retrained if this cache lacks them
     data = load_data(config["dataset"], prof)
-    start = time.perf_counter()
+    commit, start = git_commit(), time.perf_counter()
     task = RaSeRecTask(load_pretrained(base, device), data, **config["ram"], device=device, seed=seed,
                        bank_filter=partition_filter(partition, data))
     meta = {"key": key, "dataset": config["dataset"], "n_items": data.n_items}
     result = fit(task, TrainConfig(**config["train"]), run_dir(key), meta, seed, log=log)
     return _finish(key, config, f"RaSeRec({base['model']})", prof, result, device,
-                   time.perf_counter() - start)
+                   time.perf_counter() - start, commit)
 
 
 def load_pretrained(record: dict, device=None):

@@ -60,13 +60,15 @@ def versions() -> dict[str, str]:
     return out
 
 
-def record(datasets: list[str], device=None, wall_time_s: float | None = None, **extra) -> dict:
-    """Provenance of a result computed now from `datasets`. A result built from ledger runs (`runs`, a
-    list of keys) also carries where and when each of them was trained, since its own wall time may be
-    only that of reading them back."""
+def record(datasets: list[str], device=None, wall_time_s: float | None = None, commit: str | None = None,
+           **extra) -> dict:
+    """Provenance of a result computed now from `datasets`. `commit` is the code's commit when the work
+    began (a training run takes hours, and HEAD may move meanwhile); by default, HEAD now. A result built
+    from ledger runs (`runs`, a list of keys) also carries where and when each of them was trained, since
+    its own wall time may be only that of reading them back."""
     if "runs" in extra:
         extra["run_provenance"] = _runs(extra["runs"])
-    return {"git_commit": git_commit(),
+    return {"git_commit": commit or git_commit(),
             "data_sha256": {name: registry.checksums(name) for name in datasets},
             "versions": versions(), "device": device_name(device),
             "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

@@ -3,7 +3,7 @@ stage 2 finds its stage-1 run there."""
 import numpy as np
 import pytest
 
-from rasekit import experiments, ledger, profiles
+from rasekit import experiments, ledger, profiles, provenance
 
 
 @pytest.fixture
@@ -37,3 +37,13 @@ def test_runs_are_cached_and_shared(tiny, tmp_path):
     assert np.isfinite(list(ras["metrics"].values())).all()
     with pytest.raises(ValueError, match="unknown RAM setting"):
         experiments.finetune("Beauty", "sasrec", seed=1, profile=tiny, ram={"kk": 3})
+
+
+def test_a_run_records_the_commit_its_code_came_from(tiny, monkeypatch):
+    """Training takes hours and HEAD may move meanwhile: the record names the commit at the start."""
+    monkeypatch.setattr(experiments, "git_commit", lambda: "commit-at-start")
+    monkeypatch.setattr(provenance, "git_commit", lambda: "moved-on")
+    quiet = lambda *_: None  # noqa: E731
+    ras = experiments.finetune("Beauty", "sasrec", seed=1, profile=tiny, log=quiet)
+    base = ledger.get(ras["config"]["backbone_key"])
+    assert ras["provenance"]["git_commit"] == base["provenance"]["git_commit"] == "commit-at-start"
