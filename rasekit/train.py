@@ -164,9 +164,9 @@ def fit(task: Task, config: TrainConfig, run_dir: Path, meta: dict, seed: int, l
         save_atomic({"meta": meta, "model": task.model.state_dict(), "optimizer": optimizer.state_dict(),
                      "torch_rng": torch.get_rng_state(), "numpy_rng": rng.bit_generator.state,
                      "loop": state}, last)
-        log(f"epoch {epoch}: loss {loss:.1f}  valid {config.valid_metric} {score:.4f}  "
-            f"HR@10 {valid['HR@10']:.4f}  NDCG@10 {valid['NDCG@10']:.4f}  "
-            f"({time.perf_counter() - start:.1f} s)")
+        shown = dict.fromkeys([config.valid_metric, "HR@10", "NDCG@10"])  # the stopping metric first
+        log(f"epoch {epoch}: loss {loss:.1f}  valid " + "  ".join(f"{m} {valid[m]:.4f}" for m in shown)
+            + f"  ({time.perf_counter() - start:.1f} s)")
     task.model.load_state_dict(load_checkpoint(best, meta, task.model)["model"])
     valid_ranks = evaluate_part(task, "valid", config.eval_chunk)
     task.before_test()
