@@ -36,14 +36,16 @@ def _results(args) -> None:
 
 def _pretrain(args) -> None:
     from . import experiments
-    rec = experiments.pretrain(args.dataset, args.encoder, args.objective, args.seed, args.profile)
+    rec = experiments.pretrain(args.dataset, args.encoder, args.objective, args.seed, args.profile,
+                               train=args.train)
     print(json.dumps({"key": rec["key"], "model": rec["model"], "best_epoch": rec["best_epoch"],
                       **{k: round(v, 4) for k, v in rec["metrics"].items() if k.split("@")[1] in ("5", "10")}}))
 
 
 def _finetune(args) -> None:
     from . import experiments
-    rec = experiments.finetune(args.dataset, backbone=args.backbone, seed=args.seed, profile=args.profile)
+    rec = experiments.finetune(args.dataset, backbone=args.backbone, seed=args.seed, profile=args.profile,
+                               ram=args.ram, train=args.train, pretrain_train=args.pretrain_train)
     print(json.dumps({"key": rec["key"], "model": rec["model"], "best_epoch": rec["best_epoch"],
                       **{k: round(v, 4) for k, v in rec["metrics"].items() if k.split("@")[1] in ("5", "10")}}))
 
@@ -57,6 +59,17 @@ def _batch(args) -> None:
         except json.JSONDecodeError:
             parameters[name] = value  # a bare string
     run_batch(args.profile, notebooks=args.notebooks or None, parameters=parameters)
+
+
+def _settings(text: str) -> dict:
+    """A JSON object of settings given on the command line, e.g. '{"batch_size": 1024}'."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not JSON ({err}): {text}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object of settings, got {text}")
+    return value
 
 
 def parser() -> argparse.ArgumentParser:
@@ -81,6 +94,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--objective", default="duorec", choices=["ce", "duorec", "cl4srec"])
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--profile", default=None, help=profile_help)
+    p.add_argument("--train", type=_settings, default=None, metavar="JSON",
+                   help="training settings that differ from the official ones, e.g. '{\"batch_size\": 1024}'")
     p.set_defaults(func=_pretrain)
 
     p = sub.add_parser("finetune", help="stage 2: retrieval-augmented fine-tuning on a cached encoder")
@@ -88,6 +103,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone", default="duorec", help="stage-1 model: duorec, sasrec, cl4srec, gru4rec")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--profile", default=None, help=profile_help)
+    p.add_argument("--ram", type=_settings, default=None, metavar="JSON",
+                   help="module and retrieval settings, e.g. '{\"k\": 10, \"index\": \"exact\"}'")
+    p.add_argument("--train", type=_settings, default=None, metavar="JSON", help="stage-2 training settings")
+    p.add_argument("--pretrain-train", type=_settings, default=None, metavar="JSON",
+                   help="training settings of the stage-1 run it starts from")
     p.set_defaults(func=_finetune)
 
     p = sub.add_parser("batch", help="run the notebooks with papermill into runs/<time>-<profile>/")

@@ -6,6 +6,7 @@ the hash names its ledger record (metrics and provenance, under results/ledger) 
 the record instead of training again; an interrupted run resumes from its last checkpoint."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -31,6 +32,22 @@ BACKBONES = {"duorec": ("sasrec", "duorec"), "sasrec": ("sasrec", "ce"), "cl4sre
 MODEL_NAMES = {("sasrec", "ce"): "SASRec", ("sasrec", "duorec"): "DuoRec",
                ("sasrec", "cl4srec"): "CL4SRec", ("gru4rec", "ce"): "GRU4Rec",
                ("gru4rec", "duorec"): "GRU4Rec+DuoRec", ("gru4rec", "cl4srec"): "GRU4Rec+CL4SRec"}
+
+
+def check_train(train: dict | None) -> dict:
+    """Training overrides, refused by name when TrainConfig has no such setting."""
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = set(train or {}) - known
+    if unknown:
+        raise ValueError(f"unknown training setting(s) {sorted(unknown)}; known: {', '.join(sorted(known))}")
+    return dict(train or {})
+
+
+def variant_label(given: dict, defaults: dict) -> str:
+    """The settings a run changes, e.g. ' [batch_size=1024]' ('' for none). Tables group runs by model
+    name, so the label keeps runs with different settings from being pooled over seeds."""
+    changed = [f"{k}={v}" for k, v in sorted(given.items()) if k not in defaults or defaults[k] != v]
+    return f" [{', '.join(changed)}]" if changed else ""
 
 
 def default_device() -> torch.device:
@@ -72,6 +89,7 @@ def pretrain(dataset: str = "Beauty", encoder: str = "sasrec", objective: str = 
     from .pretrain import PretrainTask
 
     prof = profiles.get(profile)
+    train = check_train(train)
     config = pretrain_config(dataset, encoder, objective, seed, prof, encoder_params, objective_params, train)
     key = config_hash(config)
     cached = ledger.get(key)
@@ -88,7 +106,8 @@ def pretrain(dataset: str = "Beauty", encoder: str = "sasrec", objective: str = 
     meta = {"key": key, "dataset": config["dataset"], "n_items": data.n_items}
     commit, start = git_commit(), time.perf_counter()
     result = fit(task, TrainConfig(**config["train"]), run_dir(key), meta, seed, log=log)
-    name = MODEL_NAMES.get((encoder, objective), f"{encoder}+{objective}")
+    name = MODEL_NAMES.get((encoder, objective), f"{encoder}+{objective}") + variant_label(
+        {**(encoder_params or {}), **(objective_params or {}), **train}, {**PRETRAIN, **prof.pretrain})
     return _finish(key, config, name, prof, result, device, time.perf_counter() - start, commit)
 
 
@@ -132,11 +151,12 @@ def partition_filter(partition: dict | None, data: datasets.SplitData):
 
 def finetune(dataset: str = "Beauty", backbone: str = "duorec", seed: int = 1, profile: str | None = None,
              ram: dict | None = None, train: dict | None = None, partition: dict | None = None,
-             pretrain_seed: int | None = None, reuse_only: bool = False, device=None,
-             log=print) -> dict | None:
+             pretrain_seed: int | None = None, pretrain_train: dict | None = None, reuse_only: bool = False,
+             device=None, log=print) -> dict | None:
     """Stage 2: RaSeRec on a frozen stage-1 encoder (trained first if the ledger lacks it); returns the
-    ledger record. The stage-1 run uses the same seed unless `pretrain_seed` is given. With `reuse_only`,
-    never trains: returns the ledger record or None."""
+    ledger record. The stage-1 run uses the same seed unless `pretrain_seed` is given, and the official
+    training settings changed by `pretrain_train`. With `reuse_only`, never trains: returns the ledger
+    record or None."""
     from .finetune import RaSeRecTask
 
     if backbone not in BACKBONES:
@@ -145,17 +165,18 @@ def finetune(dataset: str = "Beauty", backbone: str = "duorec", seed: int = 1, p
                                            "layer_norm", "fetch", "retrain_for_test"}
     if unknown:
         raise ValueError(f"unknown RAM setting(s) {sorted(unknown)}")
+    train = check_train(train)
     prof = profiles.get(profile)
     device = device or default_device()
     encoder_name, objective = BACKBONES[backbone]
     stage1 = dict(dataset=dataset, encoder=encoder_name, objective=objective, seed=pretrain_seed or seed,
-                  profile=prof.name, device=device, log=log)
+                  profile=prof.name, train=pretrain_train, device=device, log=log)
     base = pretrain(**stage1, reuse_only=reuse_only)
     if base is None:
         return None
     config = {"stage": "finetune", "dataset": base["dataset"], "users": prof.users,
               "backbone": backbone, "backbone_key": base["key"], "ram": {**RAM, **(ram or {})},
-              "partition": partition, "train": {**FINETUNE, **prof.finetune, **(train or {})}, "seed": seed}
+              "partition": partition, "train": {**FINETUNE, **prof.finetune, **train}, "seed": seed}
     key = config_hash(config)
     cached = ledger.get(key)
     if cached:
@@ -170,8 +191,11 @@ def finetune(dataset: str = "Beauty", backbone: str = "duorec", seed: int = 1, p
                        bank_filter=partition_filter(partition, data))
     meta = {"key": key, "dataset": config["dataset"], "n_items": data.n_items}
     result = fit(task, TrainConfig(**config["train"]), run_dir(key), meta, seed, log=log)
-    return _finish(key, config, f"RaSeRec({base['model']})", prof, result, device,
-                   time.perf_counter() - start, commit)
+    name = f"RaSeRec({base['model']})" + variant_label(
+        {**(ram or {}), **train, **({"partition": partition} if partition else {}),
+         **({"stage-1 seed": base["seed"]} if base["seed"] != seed else {})},
+        {**RAM, **FINETUNE, **prof.finetune})
+    return _finish(key, config, name, prof, result, device, time.perf_counter() - start, commit)
 
 
 def load_pretrained(record: dict, device=None):

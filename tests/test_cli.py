@@ -50,3 +50,15 @@ def test_results_lists_the_ledger(capsys):
 def test_unknown_profile_is_refused(capsys):
     assert main(["pretrain", "--profile", "huge"]) == 2
     assert "unknown profile 'huge'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text, message", [("[1024]", "expected a JSON object"), ("{batch: 1}", "not JSON")])
+def test_settings_must_be_a_json_object(capsys, text, message):
+    with pytest.raises(SystemExit) as exit_:
+        main(["pretrain", "--train", text])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_an_unknown_training_setting_is_named(capsys):
+    assert main(["finetune", "--pretrain-train", '{"batch": 1024}']) == 2
+    assert "unknown training setting(s) ['batch']" in capsys.readouterr().err

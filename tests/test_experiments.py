@@ -47,3 +47,14 @@ def test_a_run_records_the_commit_its_code_came_from(tiny, monkeypatch):
     ras = experiments.finetune("Beauty", "sasrec", seed=1, profile=tiny, log=quiet)
     base = ledger.get(ras["config"]["backbone_key"])
     assert ras["provenance"]["git_commit"] == base["provenance"]["git_commit"] == "commit-at-start"
+
+
+def test_changed_settings_name_the_model_so_runs_are_never_pooled(tiny):
+    quiet = lambda *_: None  # noqa: E731
+    ras = experiments.finetune("Beauty", "sasrec", seed=1, profile=tiny, pretrain_train={"batch_size": 128},
+                               ram={"k": 20, "alpha": 0.3}, log=quiet)
+    base = ledger.get(ras["config"]["backbone_key"])
+    assert base["model"] == "SASRec [batch_size=128]" and base["config"]["train"]["batch_size"] == 128
+    assert ras["model"] == "RaSeRec(SASRec [batch_size=128]) [alpha=0.3]"  # k=20 is the default
+    with pytest.raises(ValueError, match=r"unknown training setting\(s\) \['lr_decay'\]"):
+        experiments.pretrain("Beauty", "sasrec", "ce", seed=1, profile=tiny, train={"lr_decay": 0.5})
