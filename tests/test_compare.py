@@ -32,3 +32,5 @@ def test_seed_summary_and_main_table():
     row = table.iloc[0]
     assert row["improvement %"] == pytest.approx(100 * (0.10 / 0.09 - 1))
     assert row["seeds improved"] == 2 and row["paper RaSeRec"] == 0.0860
+    assert row["reported DuoRec"] == 0.0834  # the official Beauty log
+    assert row["DuoRec vs reported %"] == pytest.approx(100 * (0.09 / 0.0834 - 1))
