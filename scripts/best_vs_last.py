@@ -21,7 +21,8 @@ def main(keys: list[str]) -> None:
         data = experiments.load_data(rec["dataset"], profiles.get(rec["profile"]))
         epochs = {"best.pt": rec["best_epoch"], "last.pt": rec["epochs_run"] - 1}
         for name, epoch in epochs.items():
-            weights = load_checkpoint(experiments.run_dir(key) / name, {"key": key, "dataset": rec["dataset"]})
+            path = experiments.run_dir(key) / name
+            weights = load_checkpoint(path, {"key": key, "dataset": rec["dataset"]})
             model = experiments.build_encoder(rec["config"], data.n_items)
             model.load_state_dict(weights["model"])
             model.eval()
