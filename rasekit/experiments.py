@@ -198,9 +198,10 @@ def finetune(dataset: str = "Beauty", backbone: str = "duorec", seed: int = 1, p
     return _finish(key, config, name, prof, result, device, time.perf_counter() - start, commit)
 
 
-def load_pretrained(record: dict, device=None):
-    """The encoder of a stage-1 ledger record, from its best checkpoint, in eval mode."""
-    path = run_dir(record["key"]) / "best.pt"
+def load_pretrained(record: dict, device=None, checkpoint: str = "best.pt"):
+    """The encoder of a stage-1 ledger record, from its best (or `checkpoint`: last.pt) checkpoint, in
+    eval mode."""
+    path = run_dir(record["key"]) / checkpoint
     if not path.exists():
         raise FileNotFoundError(f"{path}: no checkpoint for run {record['key']}; "
                                 f"experiments.pretrain(..., need_checkpoint=True) retrains it")

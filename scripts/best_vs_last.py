@@ -8,7 +8,7 @@ from rasekit import experiments, ledger, profiles
 from rasekit.evaluate import metrics
 from rasekit.objectives import make_objective
 from rasekit.pretrain import PretrainTask
-from rasekit.train import evaluate_part, load_checkpoint
+from rasekit.train import evaluate_part
 
 SHOWN = ("HR@5", "HR@10", "NDCG@5", "NDCG@10")
 
@@ -19,14 +19,9 @@ def main(keys: list[str]) -> None:
         if rec is None or rec.get("stage") != "pretrain":
             sys.exit(f"{key}: no stage-1 run of that key in the ledger")
         data = experiments.load_data(rec["dataset"], profiles.get(rec["profile"]))
-        epochs = {"best.pt": rec["best_epoch"], "last.pt": rec["epochs_run"] - 1}
-        for name, epoch in epochs.items():
-            path = experiments.run_dir(key) / name
-            weights = load_checkpoint(path, {"key": key, "dataset": rec["dataset"]})
-            model = experiments.build_encoder(rec["config"], data.n_items)
-            model.load_state_dict(weights["model"])
-            model.eval()
-            objective = make_objective(rec["config"]["objective"], **rec["config"]["objective_params"])
+        objective = make_objective(rec["config"]["objective"], **rec["config"]["objective_params"])
+        for name, epoch in {"best.pt": rec["best_epoch"], "last.pt": rec["epochs_run"] - 1}.items():
+            model = experiments.load_pretrained(rec, "cpu", checkpoint=name)
             got = metrics(evaluate_part(PretrainTask(model, objective, data, "cpu"), "test", 1024))
             print(f"{rec['dataset']} {rec['model']} seed {rec['seed']} {name} (epoch {epoch}): "
                   + "  ".join(f"{m} {got[m]:.4f}" for m in SHOWN))
