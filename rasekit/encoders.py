@@ -20,12 +20,14 @@ additive -10000 mask, nn.Dropout); in eval mode both give the same outputs.
 """
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from . import settings
 from .dropout import dropout as fast_dropout
 from .dropout import dropout_add
 from .layers import FeedForward
@@ -335,4 +337,5 @@ def make_encoder(name: str, n_items: int, **params) -> SequenceEncoder:
         cls = ENCODERS[name.lower()]
     except KeyError:
         raise ValueError(f"unknown encoder {name!r}; expected one of {sorted(ENCODERS)}") from None
+    settings.known(f"{name} encoder", params, inspect.signature(cls).parameters)
     return cls(n_items, **params)

@@ -5,6 +5,10 @@ is not masked (`mask_history=True` masks it, never the target itself). Ties are 
 target: rank = number of items scoring at least as high as the target, itself included, so a constant
 scorer gets the worst rank rather than a hit. Ranks are kept per instance so that group metrics and
 paired tests can be computed later.
+
+Scores are float32, and the same instance scored in batches of another shape (the chunk size) differs in
+the last bits: where another item ties the target within rounding, the rank may move by one place. That
+is the only way ranks depend on the chunk (tests/test_hardening.py checks it on a real encoder).
 """
 from __future__ import annotations
 
@@ -13,7 +17,14 @@ from typing import Callable
 import numpy as np
 import torch
 
-KS = (5, 10, 20, 50)
+from .settings import METRIC_DEPTHS as KS
+
+
+class NonFiniteScoresError(ValueError):
+    """A model gave NaN or infinite scores: every comparison with NaN is false, so its ranks (all 1)
+    would look perfect. Refused instead."""
+
+
 ScoreFn = Callable[[np.ndarray], torch.Tensor]  # instance indices -> scores [b, n_items + 1]
 
 
@@ -27,6 +38,11 @@ def target_ranks(score_fn: ScoreFn, targets: np.ndarray, chunk: int = 1024,
     for lo in range(0, len(targets), chunk):
         index = np.arange(lo, min(lo + chunk, len(targets)))
         scores = score_fn(index).float().clone()  # masked in place below
+        finite = torch.isfinite(scores[:, 1:]).all(1)  # column 0 is the padding id, never ranked
+        if not bool(finite.all()):
+            bad = index[~finite.cpu().numpy()]
+            raise NonFiniteScoresError(f"{len(bad)} of {len(index)} instances in rows {index[0]}.."
+                                       f"{index[-1]} have NaN or infinite scores (first: instance {bad[0]})")
         tgt = torch.as_tensor(targets[index], device=scores.device).unsqueeze(1)
         target_score = scores.gather(1, tgt)
         if history is not None:

@@ -6,7 +6,6 @@ the hash names its ledger record (metrics and provenance, under results/ledger) 
 the record instead of training again; an interrupted run resumes from its last checkpoint."""
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 
@@ -14,9 +13,9 @@ import numpy as np
 import torch
 
 from . import data as datasets
-from . import ledger, paths, profiles
+from . import ledger, paths, profiles, settings
 from .provenance import config_hash, git_commit, record as provenance
-from .train import TrainConfig, fit, load_checkpoint
+from .train import TrainConfig, check_shapes, fit, load_checkpoint
 
 # Official settings (reference sections 4.1, 4.2 and 5); `full` uses them as they are.
 PRETRAIN = {"epochs": 100, "batch_size": 256, "lr": 1e-3, "weight_decay": 0.0, "patience": 10,
@@ -34,12 +33,9 @@ MODEL_NAMES = {("sasrec", "ce"): "SASRec", ("sasrec", "duorec"): "DuoRec",
                ("gru4rec", "duorec"): "GRU4Rec+DuoRec", ("gru4rec", "cl4srec"): "GRU4Rec+CL4SRec"}
 
 
-def check_train(train: dict | None) -> dict:
-    """Training overrides, refused by name when TrainConfig has no such setting."""
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = set(train or {}) - known
-    if unknown:
-        raise ValueError(f"unknown training setting(s) {sorted(unknown)}; known: {', '.join(sorted(known))}")
+def check_train(train: dict | None, defaults: dict) -> dict:
+    """Training overrides, each checked by name, type and range against TrainConfig (over `defaults`)."""
+    TrainConfig.of(train, defaults)
     return dict(train or {})
 
 
@@ -88,8 +84,14 @@ def pretrain(dataset: str = "Beauty", encoder: str = "sasrec", objective: str = 
     from .objectives import make_objective
     from .pretrain import PretrainTask
 
+    from .encoders import ENCODERS
+    from .objectives import OBJECTIVES
+
     prof = profiles.get(profile)
-    train = check_train(train)
+    settings.seed(seed)
+    settings.choice("encoder", encoder, tuple(ENCODERS))
+    settings.choice("objective", objective, tuple(OBJECTIVES))
+    train = check_train(train, {**PRETRAIN, **prof.pretrain})
     config = pretrain_config(dataset, encoder, objective, seed, prof, encoder_params, objective_params, train)
     key = config_hash(config)
     cached = ledger.get(key)
@@ -105,9 +107,10 @@ def pretrain(dataset: str = "Beauty", encoder: str = "sasrec", objective: str = 
     task = PretrainTask(model, make_objective(objective, **config["objective_params"]), data, device)
     meta = {"key": key, "dataset": config["dataset"], "n_items": data.n_items}
     commit, start = git_commit(), time.perf_counter()
-    result = fit(task, TrainConfig(**config["train"]), run_dir(key), meta, seed, log=log)
     name = MODEL_NAMES.get((encoder, objective), f"{encoder}+{objective}") + variant_label(
         {**(encoder_params or {}), **(objective_params or {}), **train}, {**PRETRAIN, **prof.pretrain})
+    result = fit(task, TrainConfig(**config["train"]), run_dir(key), meta, seed, log=log,
+                 name=f"{name} (stage 1) on {config['dataset']}, seed {seed}")
     return _finish(key, config, name, prof, result, device, time.perf_counter() - start, commit)
 
 
@@ -126,27 +129,53 @@ def _finish(key, config, name, prof, result, device, wall, commit) -> dict:
     return rec
 
 
+PARTITIONS = {"length": ("lower", "upper", "invert"), "popularity": ("lower", "upper"),
+              "sample": ("fraction", "seed"), "users": ("fraction", "seed", "invert")}
+
+
+def check_partition(partition: dict | None) -> dict | None:
+    """A memory-bank partition spec checked by name, type and range (see `partition_filter`)."""
+    if partition is None:
+        return None
+    if not isinstance(partition, dict):
+        raise settings.SettingsError(f"partition must be a mapping such as {{'by': 'length', 'upper': 5}}, "
+                                     f"got {partition!r}")
+    spec = dict(partition)
+    by = settings.choice("partition 'by'", spec.pop("by", None), tuple(PARTITIONS))
+    spec = settings.known(f"{by} partition", spec, PARTITIONS[by])
+    for name, value in spec.items():
+        if name == "invert":
+            settings.boolean(name, value)
+        elif name == "seed":
+            settings.seed(value)
+        elif name == "fraction":
+            settings.real("fraction", value, 0, 1, low_open=True)
+        elif value is not None and by == "length":
+            settings.integer(name, value, 0)
+        elif value is not None:  # popularity bounds are quantiles of the item counts
+            settings.real(name, value, 0, 1)
+    return partition
+
+
 def partition_filter(partition: dict | None, data: datasets.SplitData):
     """A memory-bank partition from a JSON-able spec, for ablations, e.g.
     {"by": "length", "lower": None, "upper": 5, "invert": False},
     {"by": "popularity", "lower": 0.8, "upper": 1.0} (quantiles of item counts), {"by": "sample",
     "fraction": 0.5}, {"by": "users", "fraction": 0.5} (a seeded sample of users)."""
-    if partition is None:
+    if check_partition(partition) is None:
         return None
     spec = dict(partition)
-    by = spec.pop("by", None)
+    by = spec.pop("by")
     if by == "length":
         return lambda bank: bank.by_length(**spec)
     if by == "popularity":
         return lambda bank: bank.by_popularity(data.item_counts(), quantiles=True, **spec)
     if by == "sample":
         return lambda bank: bank.sample(**spec)
-    if by == "users":
-        users = np.unique(data.train.users)
-        chosen = np.random.default_rng(spec.get("seed", 0)).choice(
-            users, round(spec["fraction"] * len(users)), replace=False)
-        return lambda bank: bank.by_users(chosen, invert=spec.get("invert", False))
-    raise ValueError(f"unknown partition {partition!r}: 'by' must be length, popularity, sample or users")
+    users = np.unique(data.train.users)
+    chosen = np.random.default_rng(spec.get("seed", 0)).choice(
+        users, round(spec["fraction"] * len(users)), replace=False)
+    return lambda bank: bank.by_users(chosen, invert=spec.get("invert", False))
 
 
 def finetune(dataset: str = "Beauty", backbone: str = "duorec", seed: int = 1, profile: str | None = None,
@@ -156,27 +185,30 @@ def finetune(dataset: str = "Beauty", backbone: str = "duorec", seed: int = 1, p
     """Stage 2: RaSeRec on a frozen stage-1 encoder (trained first if the ledger lacks it); returns the
     ledger record. The stage-1 run uses the same seed unless `pretrain_seed` is given, and the official
     training settings changed by `pretrain_train`. With `reuse_only`, never trains: returns the ledger
-    record or None."""
+    record or None. Every setting of both stages is checked before any work starts."""
     from .finetune import RaSeRecTask
 
-    if backbone not in BACKBONES:
-        raise ValueError(f"unknown backbone {backbone!r}; known: {', '.join(BACKBONES)}")
-    unknown = set(ram or {}) - set(RAM) - {"inner", "n_heads", "learn_alpha", "learn_beta", "residual",
-                                           "layer_norm", "fetch", "retrain_for_test"}
-    if unknown:
-        raise ValueError(f"unknown RAM setting(s) {sorted(unknown)}")
-    train = check_train(train)
+    settings.choice("backbone", backbone, tuple(BACKBONES))
     prof = profiles.get(profile)
+    settings.seed(seed)
+    if pretrain_seed is not None:
+        settings.integer("pretrain_seed", pretrain_seed, 0, settings.SEED_MAX)
+    ram_config = settings.RamConfig.of(ram, RAM)
+    train = check_train(train, {**FINETUNE, **prof.finetune})
+    pretrain_train = check_train(pretrain_train, {**PRETRAIN, **prof.pretrain})
+    check_partition(partition)
     device = device or default_device()
     encoder_name, objective = BACKBONES[backbone]
     stage1 = dict(dataset=dataset, encoder=encoder_name, objective=objective, seed=pretrain_seed or seed,
                   profile=prof.name, train=pretrain_train, device=device, log=log)
-    base = pretrain(**stage1, reuse_only=reuse_only)
+    base = pretrain(**{**stage1, "log": lambda *_: None}, reuse_only=True)  # quiet: logged below
     if base is None:
-        return None
-    config = {"stage": "finetune", "dataset": base["dataset"], "users": prof.users,
-              "backbone": backbone, "backbone_key": base["key"], "ram": {**RAM, **(ram or {})},
-              "partition": partition, "train": {**FINETUNE, **prof.finetune, **train}, "seed": seed}
+        if reuse_only:
+            return None
+        # the bank must hold at least K memories: the data is cheap to check, stage 1 is not
+        _check_k(ram_config.k, load_data(datasets.registry.get(dataset).name, prof))
+        base = pretrain(**stage1)
+    config = finetune_config(base, backbone, seed, prof, ram, train, partition)
     key = config_hash(config)
     cached = ledger.get(key)
     if cached:
@@ -190,12 +222,29 @@ def finetune(dataset: str = "Beauty", backbone: str = "duorec", seed: int = 1, p
     task = RaSeRecTask(load_pretrained(base, device), data, **config["ram"], device=device, seed=seed,
                        bank_filter=partition_filter(partition, data))
     meta = {"key": key, "dataset": config["dataset"], "n_items": data.n_items}
-    result = fit(task, TrainConfig(**config["train"]), run_dir(key), meta, seed, log=log)
     name = f"RaSeRec({base['model']})" + variant_label(
         {**(ram or {}), **train, **({"partition": partition} if partition else {}),
          **({"stage-1 seed": base["seed"]} if base["seed"] != seed else {})},
         {**RAM, **FINETUNE, **prof.finetune})
+    result = fit(task, TrainConfig(**config["train"]), run_dir(key), meta, seed, log=log,
+                 name=f"{name} (stage 2) on {config['dataset']}, seed {seed}")
     return _finish(key, config, name, prof, result, device, time.perf_counter() - start, commit)
+
+
+def finetune_config(base: dict, backbone: str, seed: int, prof: profiles.Profile, ram: dict | None = None,
+                    train: dict | None = None, partition: dict | None = None) -> dict:
+    """The configuration (hashed into the run's key) of a stage-2 run on the stage-1 run `base` (its
+    ledger record, or any dict with its "key" and "dataset")."""
+    return {"stage": "finetune", "dataset": base["dataset"], "users": prof.users,
+            "backbone": backbone, "backbone_key": base["key"], "ram": {**RAM, **(ram or {})},
+            "partition": partition, "train": {**FINETUNE, **prof.finetune, **(train or {})}, "seed": seed}
+
+
+def _check_k(k: int, data: datasets.SplitData) -> None:
+    """K may not exceed the memories there are (one per training instance)."""
+    if k > len(data.train):
+        raise settings.SettingsError(f"k={k} is not allowed: the memory bank of {data.name} holds only "
+                                     f"{len(data.train)} memories; expected k <= {len(data.train)}")
 
 
 def load_pretrained(record: dict, device=None, checkpoint: str = "best.pt"):
@@ -207,6 +256,7 @@ def load_pretrained(record: dict, device=None, checkpoint: str = "best.pt"):
                                 f"experiments.pretrain(..., need_checkpoint=True) retrains it")
     weights = load_checkpoint(path, {"key": record["key"], "dataset": record["config"]["dataset"]})
     encoder = build_encoder(record["config"], weights["meta"]["n_items"])
+    check_shapes(path, weights["model"], encoder)  # the same check as a resume: one clear error
     encoder.load_state_dict(weights["model"])
     return encoder.to(device or default_device()).eval()
 

@@ -23,6 +23,7 @@ from torch import nn
 from .data import Instances, SplitData
 from .memory import MemoryBank, Retrieved, encode_instances
 from .ram import RetrievalAugmentedModule
+from .settings import SettingsError
 
 PARTS = ("train", "valid", "test")
 
@@ -115,6 +116,10 @@ class RaSeRecTask:
             bank = MemoryBank.from_arrays(self.queries["train"], self.items.cpu()[data.train.targets],
                                           data.train, "train", index, nlist, nprobe)
             self.bank = bank_filter(bank) if bank_filter is not None else bank
+            if k > len(self.bank):
+                raise SettingsError(f"k={k} is not allowed: the memory bank holds only {len(self.bank)} "
+                                    f"memories{' after the partition' if bank_filter else ''}; "
+                                    f"expected k <= {len(self.bank)}")
             self._sync_bank()
         self.retrieved: dict[str, Retrieved] = {}
         self._neighbours: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}

@@ -8,49 +8,96 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; a single writer at a time is then the user's care
+    fcntl = None
 
 import pandas as pd
 
 from . import paths
 from .profiles import PROFILE_ORDER
 
+LOCK = ".lock"
+
+
+class LedgerError(ValueError):
+    """A ledger record is unreadable, or a write would replace a larger profile's result."""
+
 
 def _path(key: str) -> Path:
     return paths.ledger_dir() / f"{key}.json"
 
 
+def _read(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise LedgerError(f"{path}: corrupt ledger record ({err}); delete it to rerun that run") from None
+
+
 def get(key: str) -> dict | None:
     path = _path(key)
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: corrupt ledger record ({err.msg}); delete it to rerun") from None
+    return _read(path) if path.exists() else None
+
+
+@contextmanager
+def _locked(folder: Path):
+    """Hold the ledger's lock: writers take it in turn, so the profile check and the write are one step
+    (without it two concurrent writers could both pass the check). Readers need no lock: a record
+    appears whole, by rename."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / LOCK, "a") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def put(record: dict) -> Path:
     """Write a record atomically. Refuses to replace a record of a larger profile."""
     for field in ("key", "dataset", "model", "seed", "profile", "metrics", "provenance"):
         if field not in record:
-            raise ValueError(f"ledger record lacks {field!r}")
-    old = get(record["key"])
-    if old is not None and PROFILE_ORDER.index(old["profile"]) > PROFILE_ORDER.index(record["profile"]):
-        raise ValueError(f"run {record['key']} already holds a {old['profile']} result; "
-                         f"a {record['profile']} run may not overwrite it")
+            raise LedgerError(f"ledger record lacks {field!r}")
     path = _path(record["key"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(record, fh, indent=1, sort_keys=True)
-    os.replace(tmp, path)
+    with _locked(path.parent):
+        for stale in path.parent.glob(".*.tmp"):  # left by a killed writer: no writer is active now
+            stale.unlink(missing_ok=True)
+        old = get(record["key"])
+        if old is not None and PROFILE_ORDER.index(old["profile"]) > PROFILE_ORDER.index(record["profile"]):
+            raise LedgerError(f"run {record['key']} already holds a {old['profile']} result; "
+                              f"a {record['profile']} run may not overwrite it")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as fh:
+                json.dump(record, fh, indent=1, sort_keys=True)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     return path
 
 
 def records() -> list[dict]:
+    """Every record; refuses with one error that names every unreadable file."""
     folder = paths.ledger_dir()
-    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.exists() else []
+    if not folder.exists():
+        return []
+    found, bad = [], []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            found.append(_read(path))
+        except LedgerError as err:
+            bad.append(str(err))
+    if bad:
+        raise LedgerError(f"{len(bad)} unreadable ledger file(s): " + "; ".join(bad))
+    return found
 
 
 def table(metrics=("HR@5", "HR@10", "NDCG@5", "NDCG@10")) -> pd.DataFrame:

@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 from .data import Instances
+from .settings import INDEX_KINDS
 
-INDEX_KINDS = ("ivf", "exact", "hnsw")
 MIN_POINTS_PER_LIST = 39  # FAISS warns below 39 training points per IVF list
 
 

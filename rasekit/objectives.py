@@ -10,8 +10,12 @@ same as separate passes, and it is faster.
 """
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch.nn import functional as F
+
+from . import settings
 
 Batch = dict[str, torch.Tensor]
 
@@ -243,4 +247,5 @@ def make_objective(name: str, **params):
         cls = OBJECTIVES[name.lower()]
     except KeyError:
         raise ValueError(f"unknown objective {name!r}; expected one of {sorted(OBJECTIVES)}") from None
+    settings.known(f"{name} objective", params, inspect.signature(cls).parameters)
     return cls(**params)

@@ -31,13 +31,14 @@ def run_batch(profile: str = "default", notebooks=None, out_root: Path | None = 
     import papermill
 
     prof = profiles.get(profile)
+    sources = notebook_paths(notebooks)  # an unknown name is refused before the run folder exists
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = (out_root or paths.output_dir() / "runs") / f"{stamp}-{prof.name}"
     out.mkdir(parents=True, exist_ok=False)
     parameters = {"profile": prof.name, **(parameters or {})}
     manifest = {"profile": prof.name, "parameters": parameters, "git_commit": git_commit(),
                 "versions": versions(), "notebooks": []}
-    for source in notebook_paths(notebooks):
+    for source in sources:
         print(f"[batch] {source.name} (profile {prof.name})", flush=True)
         start = time.perf_counter()
         papermill.execute_notebook(str(source), str(out / source.name), parameters=parameters,

@@ -3,10 +3,11 @@ patience semantics, the best checkpoint restored for the test, a checkpoint afte
 interrupted run started again continues where it stopped and ends with the same metrics."""
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Protocol
 
@@ -15,7 +16,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .evaluate import metrics, target_ranks
+from . import settings
+from .evaluate import NonFiniteScoresError, metrics, target_ranks
 
 
 class Task(Protocol):
@@ -51,11 +53,23 @@ class TrainConfig:
     eval_chunk: int = 1024
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size", "eval_chunk"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0 or self.patience < 0:
-            raise ValueError(f"lr must be > 0 and patience >= 0, got lr={self.lr}, patience={self.patience}")
+        settings.integer("epochs", self.epochs, 1, 100_000)
+        settings.integer("batch_size", self.batch_size, 1)
+        settings.real("lr", self.lr, 0, low_open=True)
+        settings.real("weight_decay", self.weight_decay, 0)
+        settings.integer("patience", self.patience, 0)
+        settings.choice("valid_metric", self.valid_metric, settings.METRICS)
+        settings.integer("eval_chunk", self.eval_chunk, 1)
+
+    @classmethod
+    def of(cls, given: dict | None, defaults: dict | None = None) -> "TrainConfig":
+        """Settings `given` over `defaults`, each checked by name, type and range."""
+        names = [f.name for f in fields(cls)]
+        return cls(**{**(defaults or {}), **settings.known("training", given, names)})
+
+
+class DivergedError(ValueError):
+    """Training produced a non-finite loss or non-finite scores: nothing of it may be kept."""
 
 
 class CheckpointError(ValueError):
@@ -107,7 +121,10 @@ def check_shapes(path: Path, weights: dict, model: nn.Module) -> None:
 def evaluate_part(task: Task, part: str, chunk: int) -> np.ndarray:
     task.model.eval()
     with torch.no_grad():
-        return target_ranks(lambda index: task.scores(part, index), task.targets(part), chunk=chunk)
+        try:
+            return target_ranks(lambda index: task.scores(part, index), task.targets(part), chunk=chunk)
+        except NonFiniteScoresError as err:
+            raise DivergedError(f"{part} scores are not finite: {err}") from None
 
 
 def _train_epoch(task: Task, optimizer, config: TrainConfig, rng: np.random.Generator, desc: str) -> float:
@@ -115,20 +132,44 @@ def _train_epoch(task: Task, optimizer, config: TrainConfig, rng: np.random.Gene
     order = rng.permutation(task.n_train)
     batches = [order[i:i + config.batch_size] for i in range(0, len(order), config.batch_size)]
     total = 0.0
-    for index in tqdm(batches, desc=desc, leave=False, mininterval=1.0):
+    for step, index in enumerate(tqdm(batches, desc=desc, leave=False, mininterval=1.0), start=1):
         optimizer.zero_grad(set_to_none=True)
         loss = task.train_loss(index, rng)
+        value = loss.item()
+        if not math.isfinite(value):  # checked before the step, so no NaN reaches the weights
+            raise DivergedError(f"training loss is {value} at batch {step} of {len(batches)}")
         loss.backward()
         optimizer.step()
-        total += loss.item()
+        total += value
     return total
 
 
-def fit(task: Task, config: TrainConfig, run_dir: Path, meta: dict, seed: int, log=print) -> dict:
+RESUME_ENTRIES = ("model", "optimizer", "torch_rng", "numpy_rng", "loop")
+
+
+def _resume(last: Path, meta: dict, task: Task, optimizer, rng: np.random.Generator) -> dict:
+    """Restore model, optimizer, both random generators and the loop state from `last`."""
+    saved = load_checkpoint(last, meta, task.model)
+    missing = [entry for entry in RESUME_ENTRIES if entry not in saved]
+    if missing:
+        raise CheckpointError(f"{last}: not a resumable checkpoint (it lacks {', '.join(missing)}); "
+                              f"delete it to train this run from the start")
+    task.model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    torch.set_rng_state(saved["torch_rng"])
+    rng.bit_generator.state = saved["numpy_rng"]
+    return saved["loop"]
+
+
+def fit(task: Task, config: TrainConfig, run_dir: Path, meta: dict, seed: int, log=print,
+        name: str = "run") -> dict:
     """Train with early stopping, resuming from run_dir/last.pt if present; test the best epoch.
 
     meta: facts a checkpoint must share with this run (e.g. config hash, dataset, n_items); a
-    checkpoint with other values is refused rather than silently reused.
+    checkpoint with other values is refused rather than silently reused. name: what the log and the
+    errors call this run (e.g. "DuoRec (stage 1) on Beauty, seed 1").
+    A non-finite loss or score stops the run with a DivergedError before that epoch is checkpointed, so
+    neither "best" nor "last" ever holds a diverged model and no result is returned.
     Returns best epoch, epochs run, the history, and validation/test metrics and per-instance ranks."""
     run_dir = Path(run_dir)
     torch.manual_seed(seed)
@@ -139,19 +180,18 @@ def fit(task: Task, config: TrainConfig, run_dir: Path, meta: dict, seed: int, l
              "train_seconds": 0.0}
     last, best = run_dir / "last.pt", run_dir / "best.pt"
     if last.exists():
-        saved = load_checkpoint(last, meta, task.model)
-        task.model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        torch.set_rng_state(saved["torch_rng"])
-        rng.bit_generator.state = saved["numpy_rng"]
-        state = saved["loop"]
-        log(f"resuming after epoch {state['epoch']} from {last}")
+        state = _resume(last, meta, task, optimizer, rng)
+        log(f"{name}: resuming after epoch {state['epoch']} from {last}")
     for epoch in range(state["epoch"] + 1, config.epochs):
         if state["stale"] > config.patience:
             break
         start = time.perf_counter()
-        loss = _train_epoch(task, optimizer, config, rng, desc=f"epoch {epoch}")
-        valid = metrics(evaluate_part(task, "valid", config.eval_chunk))
+        try:
+            loss = _train_epoch(task, optimizer, config, rng, desc=f"{name} epoch {epoch}")
+            valid = metrics(evaluate_part(task, "valid", config.eval_chunk))
+        except DivergedError as err:
+            raise DivergedError(f"{name} diverged in epoch {epoch}: {err}. Nothing of this epoch was kept "
+                                f"(no checkpoint, no ledger record); a smaller lr usually helps") from None
         state["train_seconds"] += time.perf_counter() - start
         score = valid[config.valid_metric]
         state["history"].append({"epoch": epoch, "loss": loss, **valid})
@@ -165,12 +205,15 @@ def fit(task: Task, config: TrainConfig, run_dir: Path, meta: dict, seed: int, l
                      "torch_rng": torch.get_rng_state(), "numpy_rng": rng.bit_generator.state,
                      "loop": state}, last)
         shown = dict.fromkeys([config.valid_metric, "HR@10", "NDCG@10"])  # the stopping metric first
-        log(f"epoch {epoch}: loss {loss:.1f}  valid " + "  ".join(f"{m} {valid[m]:.4f}" for m in shown)
-            + f"  ({time.perf_counter() - start:.1f} s)")
+        log(f"{name} epoch {epoch}: loss {loss:.1f}  valid "
+            + "  ".join(f"{m} {valid[m]:.4f}" for m in shown) + f"  ({time.perf_counter() - start:.1f} s)")
     task.model.load_state_dict(load_checkpoint(best, meta, task.model)["model"])
-    valid_ranks = evaluate_part(task, "valid", config.eval_chunk)
-    task.before_test()
-    test_ranks = evaluate_part(task, "test", config.eval_chunk)
+    try:
+        valid_ranks = evaluate_part(task, "valid", config.eval_chunk)
+        task.before_test()
+        test_ranks = evaluate_part(task, "test", config.eval_chunk)
+    except DivergedError as err:
+        raise DivergedError(f"{name}, best epoch {state['best_epoch']}: {err}") from None
     return {"best_epoch": state["best_epoch"], "epochs_run": state["epoch"] + 1,
             "history": state["history"], "train_seconds": state["train_seconds"],
             "valid_metrics": metrics(valid_ranks), "metrics": metrics(test_ranks),

@@ -104,7 +104,9 @@ def test_malformed_inter(tmp_path, text, line, what):
 @pytest.mark.parametrize("text, line, what", [
     ("a,x,5.0,100\nb,y,4.0,100\nb,x,4.0,yesterday\n", 3, "non-numeric timestamp 'yesterday'"),
     ("a,x,5.0,100\nb,y,4.0,nan\n", 2, "non-numeric timestamp 'nan'"),
-    ("user,item,rating,timestamp\na,x,5.0,100\n", 1, "non-numeric timestamp 'timestamp'"),
+    ("user,item,rating,timestamp\na,x,5.0,100\nb,y,4.0,when\n", 3, "non-numeric timestamp 'when'"),
+    ("a,x,5.0,100\nb,y,great,100\n", 2, "non-numeric rating 'great'"),
+    ("a,x,five,100\n", 1, "non-numeric rating 'five'"),
     ("a,x,5.0,100,7\nb,y,4.0,100\n", 1, "expected 4 fields .*found 5"),
     ("a,x,5.0,100\nb,y,100\n", 2, "expected 4 fields .*found 3"),
     ("a,x,5.0,100\n\nb,y,4.0,zz\n", 2, "blank line"),
@@ -146,7 +148,7 @@ def test_k_core_is_iterative():
     assert set(kept["user"]) == {"ua", "ub", "uc", "ud", "ue"}
     assert set(kept["item"]) == {"p1", "p2", "p3", "p4", "p5"}
     assert len(k_core(frame(), k=2)) == len(ROWS) - 1  # only 'rare' goes
-    with pytest.raises(ValueError, match="k >= 1"):
+    with pytest.raises(ValueError, match="k=0 is not allowed: the k-core needs an integer >= 1"):
         k_core(frame(), k=0)
 
 

@@ -9,7 +9,8 @@ import pytest
 
 from rasekit import paths
 from rasekit.data import registry
-from rasekit.data.registry import ChecksumError, DataFile, Dataset, UnknownDatasetError
+from rasekit.data.registry import (ChecksumError, DataFile, Dataset, DataUnavailableError,
+                                   UnknownDatasetError)
 
 pytestmark = pytest.mark.usefixtures("no_network")
 
@@ -149,9 +150,12 @@ def test_checksum_mismatch_on_download(tiny, tmp_kit, served, check):
 
 def test_missing_origin_file_leaves_nothing(tiny, tmp_kit):
     (tiny / "Tiny.txt").unlink()
-    with pytest.raises(urllib.error.URLError):
+    with pytest.raises(DataUnavailableError) as err:
         registry.fetch("Tiny")
-    assert cache_files(tmp_kit) == []
+    message = str(err.value)
+    assert "Tiny.txt" in message and registry.ORIGIN + "Tiny.txt" in message  # the file and its origin
+    assert "to work offline" in message and "RASEKIT_DATA_DIR" in message       # how to provide it
+    assert list(tmp_kit["cache"].iterdir()) == []                               # not even empty folders
 
 
 def test_interrupted_download_leaves_nothing(tiny, tmp_kit, monkeypatch):
@@ -169,9 +173,49 @@ def test_interrupted_download_leaves_nothing(tiny, tmp_kit, monkeypatch):
             return SEQUENCES[:5]
 
     monkeypatch.setattr(registry.urllib.request, "urlopen", lambda *a, **k: Broken())
-    with pytest.raises(ConnectionResetError):
+    with pytest.raises(DataUnavailableError, match="connection lost"):
         registry.fetch("Tiny")
-    assert cache_files(tmp_kit) == []
+    assert list(tmp_kit["cache"].iterdir()) == []
+
+
+def test_no_network_is_a_clear_error_not_a_traceback(tiny, tmp_kit, monkeypatch):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError(OSError(-3, "Temporary failure in name resolution"))
+    monkeypatch.setattr(registry.urllib.request, "urlopen", offline)
+    with pytest.raises(DataUnavailableError, match="Tiny.txt of Tiny is not on this machine") as err:
+        registry.fetch("Tiny")
+    assert isinstance(err.value, FileNotFoundError)  # the command line reports it as an error, exit 2
+    assert list(tmp_kit["cache"].iterdir()) == []
+
+
+def test_a_corrupt_cached_copy_is_replaced(tiny, tmp_kit):
+    cached = write(tmp_kit["cache"] / "data" / "Tiny", SEQUENCES.replace(b"4", b"5"))
+    with pytest.warns(UserWarning, match="deleted the corrupt copy"):
+        path = registry.locate(registry.get("Tiny").sequences, "Tiny")
+    assert path == cached and cached.read_bytes() == SEQUENCES
+
+
+def test_a_corrupt_cached_copy_without_download_says_what_to_do(tiny, tmp_kit):
+    cached = write(tmp_kit["cache"] / "data" / "Tiny", SEQUENCES.replace(b"4", b"5"))
+    with pytest.raises(ChecksumError, match="the corrupt copy was deleted, run again with downloading on"):
+        registry.locate(registry.get("Tiny").sequences, "Tiny", download=False)
+    assert not cached.exists()
+
+
+def test_a_corrupt_file_in_the_setting_names_its_origin(tiny, tmp_path, monkeypatch):
+    write(tmp_path / "data" / "Tiny", SEQUENCES.replace(b"4", b"5"))
+    monkeypatch.setenv("RASEKIT_DATA_DIR", str(tmp_path / "data"))
+    with pytest.raises(ChecksumError, match="replace it with the original from file://"):
+        registry.fetch("Tiny")
+
+
+def test_loading_a_dataset_needs_only_its_sequences(tiny, tmp_kit, tmp_path, monkeypatch):
+    """`stats` and training never read the attributes file, so its absence must not stop them."""
+    write(tmp_path / "data" / "Tiny")
+    monkeypatch.setenv("RASEKIT_DATA_DIR", str(tmp_path / "data"))
+    forbid_download(monkeypatch)
+    from rasekit.data import load
+    assert load("Tiny", download=False).n_items == 4  # no Tiny_item2attributes.json anywhere
 
 
 def test_import_touches_no_network(tmp_kit):

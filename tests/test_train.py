@@ -97,7 +97,7 @@ def test_bad_checkpoints_are_refused_with_a_clear_error(tmp_path):
 
 
 def test_impossible_settings_are_refused():
-    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+    with pytest.raises(ValueError, match="batch_size=0 is not allowed: expected an integer >= 1"):
         TrainConfig(batch_size=0)
-    with pytest.raises(ValueError, match="lr must be > 0"):
+    with pytest.raises(ValueError, match=r"lr=0 is not allowed: expected a finite number in \(0, inf\]"):
         TrainConfig(lr=0)

@@ -5,7 +5,7 @@ import numpy as np
 
 from .protocol import Instances, SameTargetIndex, SplitData, split
 from .readers import DataFormatError, read_inter, read_item_attributes, read_ratings_csv, read_sequences
-from .registry import DATASETS, ChecksumError, UnknownDatasetError, fetch
+from .registry import DATASETS, ChecksumError, DataUnavailableError, UnknownDatasetError, fetch
 
 
 def load(name: str, max_len: int = 50, download: bool = True, users: int | None = None) -> SplitData:
@@ -13,7 +13,7 @@ def load(name: str, max_len: int = 50, download: bool = True, users: int | None 
     sample of that many users (the smoke profile); item ids and the item count stay those of the full set."""
     from .registry import get
     spec = get(name)
-    files = fetch(spec.name, download=download)
+    files = fetch(spec.name, download=download, files=("sequences",))  # attributes: not read
     sequences = read_sequences(files["sequences"])
     n_items = max(max(items) for items in sequences.values())
     if users is not None:
@@ -24,9 +24,10 @@ def load(name: str, max_len: int = 50, download: bool = True, users: int | None 
     return split(spec.name, sequences, max_len=max_len, n_items=n_items)
 
 
-def load_file(path: str | Path, max_len: int = 50, k: int = 5, name: str | None = None) -> SplitData:
+def load_file(path: str | Path, max_len: int = 50, k: int = 5, name: str | None = None,
+              duplicates: str = "keep") -> SplitData:
     """A dataset from a local file: S3-Rec `.txt`, RecBole `.inter` or ratings `.csv` (the last two are
-    k-core filtered and re-indexed)."""
+    k-core filtered and re-indexed; `duplicates`: see `preprocess.to_sequences`)."""
     from .preprocess import to_sequences
     path = Path(path)
     name = name or path.stem
@@ -36,9 +37,9 @@ def load_file(path: str | Path, max_len: int = 50, k: int = 5, name: str | None 
     reader = {".inter": read_inter, ".csv": read_ratings_csv}.get(suffix)
     if reader is None:
         raise ValueError(f"{path}: unknown format {path.suffix!r} (expected .txt, .inter or .csv)")
-    return split(name, to_sequences(reader(path), k=k), max_len=max_len)
+    return split(name, to_sequences(reader(path), k=k, duplicates=duplicates), max_len=max_len)
 
 
-__all__ = ["DATASETS", "ChecksumError", "DataFormatError", "Instances", "SameTargetIndex", "SplitData",
-           "UnknownDatasetError", "fetch", "load", "load_file", "read_inter", "read_item_attributes",
-           "read_ratings_csv", "read_sequences", "split"]
+__all__ = ["DATASETS", "ChecksumError", "DataFormatError", "DataUnavailableError", "Instances",
+           "SameTargetIndex", "SplitData", "UnknownDatasetError", "fetch", "load", "load_file", "read_inter",
+           "read_item_attributes", "read_ratings_csv", "read_sequences", "split"]

@@ -13,6 +13,9 @@ from functools import cached_property
 
 import numpy as np
 
+from ..settings import SettingsError
+from .readers import DataFormatError
+
 MIN_INTERACTIONS = 3  # one validation and one test instance need at least three items
 
 
@@ -119,7 +122,7 @@ def split(name: str, sequences: dict[int, list[int]], max_len: int = 50,
     """Apply the leave-one-out protocol. Users with fewer than three interactions cannot be split; they
     are dropped with a warning that gives their number."""
     if max_len < 1:
-        raise ValueError(f"max_len must be >= 1, got {max_len}")
+        raise SettingsError(f"max_len={max_len!r} is not allowed: expected an integer >= 1")
     users = sorted(sequences)
     short = [u for u in users if len(sequences[u]) < MIN_INTERACTIONS]
     if short:
@@ -127,7 +130,7 @@ def split(name: str, sequences: dict[int, list[int]], max_len: int = 50,
                       f"interactions (leave-one-out needs a validation and a test item)", stacklevel=2)
         users = [u for u in users if len(sequences[u]) >= MIN_INTERACTIONS]
     if not users:
-        raise ValueError(f"{name}: no user has {MIN_INTERACTIONS} or more interactions")
+        raise DataFormatError(f"{name}: no user has {MIN_INTERACTIONS} or more interactions")
     seq_arrays = [np.asarray(sequences[u], dtype=np.int64) for u in users]
     lens = np.array([len(s) for s in seq_arrays])
     flat = np.concatenate(seq_arrays)

@@ -11,6 +11,7 @@ import hashlib
 import os
 import tempfile
 import urllib.request
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,17 +88,42 @@ def verify(path: Path, spec: DataFile) -> None:
         raise ChecksumError(f"{path}: sha256 {digest}, expected {spec.sha256} for {spec.name}")
 
 
-def _download(url: str, dest: Path, spec: DataFile) -> None:
+class DataUnavailableError(FileNotFoundError):
+    """A data file is neither on this machine nor downloadable; the message says how to provide it."""
+
+
+def _offline_hint(spec: DataFile, dataset: str) -> str:
+    setting = paths.data_dir()
+    folder = setting / dataset if setting else paths.cache_dir() / "data" / dataset
+    return (f"to work offline, download {ORIGIN + spec.name} elsewhere and put it at {folder / spec.name}"
+            + ("" if setting else " (or set RASEKIT_DATA_DIR to a folder holding "
+                                   f"{dataset}/{spec.name})"))
+
+
+def _made_dirs(folder: Path) -> list[Path]:
+    """Create `folder`; return the folders that did not exist before, deepest first."""
+    new = [p for p in [folder, *folder.parents] if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    return new
+
+
+def _download(url: str, dest: Path, spec: DataFile, dataset: str) -> None:
     from tqdm.auto import tqdm
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    created = _made_dirs(dest.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response, \
-                tqdm(total=spec.size, unit="B", unit_scale=True, desc=f"download {spec.name}") as bar:
-            for block in iter(lambda: response.read(1 << 16), b""):
-                out.write(block)
-                bar.update(len(block))
+        try:
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response, \
+                    tqdm(total=spec.size, unit="B", unit_scale=True, desc=f"download {spec.name}") as bar:
+                for block in iter(lambda: response.read(1 << 16), b""):
+                    out.write(block)
+                    bar.update(len(block))
+        except OSError as err:  # URLError, HTTPError, timeouts and lost connections are all OSErrors
+            reason = getattr(err, "reason", None) or err
+            raise DataUnavailableError(f"{spec.name} of {dataset} is not on this machine and could not be "
+                                       f"downloaded from {url} ({reason}); "
+                                       f"{_offline_hint(spec, dataset)}") from None
         try:
             verify(Path(tmp), spec)
         except ChecksumError as err:
@@ -106,32 +132,46 @@ def _download(url: str, dest: Path, spec: DataFile) -> None:
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        for folder in created:  # leave no empty folder behind
+            if folder.exists() and not any(folder.iterdir()):
+                folder.rmdir()
         raise
 
 
 def locate(spec: DataFile, dataset: str, download: bool = True) -> Path:
-    """Path of a verified copy of one data file (see module docstring for the order)."""
+    """Path of a verified copy of one data file (see module docstring for the order). A copy in the
+    kit's own cache that fails verification is deleted (it is the kit's download) and fetched again."""
     setting = paths.data_dir()
     if setting is not None and (setting / dataset / spec.name).exists():
         path = setting / dataset / spec.name
-        verify(path, spec)
+        try:
+            verify(path, spec)
+        except ChecksumError as err:
+            raise ChecksumError(f"{err}; replace it with the original from {ORIGIN + spec.name}") from None
         return path
     cached = paths.cache_dir() / "data" / dataset / spec.name
     if cached.exists():
-        verify(cached, spec)
-        return cached
+        try:
+            verify(cached, spec)
+            return cached
+        except ChecksumError as err:
+            cached.unlink()
+            if not download:
+                raise ChecksumError(f"{err}; the corrupt copy was deleted, run again with downloading on "
+                                    f"or {_offline_hint(spec, dataset)}") from None
+            warnings.warn(f"{err}; deleted the corrupt copy and downloading it again")
     if not download:
         where = f"{setting / dataset} or {cached.parent}" if setting else str(cached.parent)
-        raise FileNotFoundError(f"{spec.name} not found in {where} and downloading is off")
-    _download(ORIGIN + spec.name, cached, spec)
+        raise DataUnavailableError(f"{spec.name} not found in {where} and downloading is off; "
+                                   f"{_offline_hint(spec, dataset)}")
+    _download(ORIGIN + spec.name, cached, spec, dataset)
     return cached
 
 
-def fetch(name: str, download: bool = True) -> dict[str, Path]:
-    """Verified local paths of a dataset's files: {'sequences': ..., 'attributes': ...}."""
+def fetch(name: str, download: bool = True, files=("sequences", "attributes")) -> dict[str, Path]:
+    """Verified local paths of a dataset's files (by default both: {'sequences': ..., 'attributes': ...})."""
     ds = get(name)
-    return {"sequences": locate(ds.sequences, ds.name, download),
-            "attributes": locate(ds.attributes, ds.name, download)}
+    return {part: locate(getattr(ds, part), ds.name, download) for part in files}
 
 
 def checksums(name: str) -> dict[str, str]:
