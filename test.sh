@@ -3,7 +3,7 @@
 # Real-data tests read RASEKIT_DATA_DIR (CI points it at ../shared/data), else the kit's download cache.
 set -euo pipefail
 cd "$(dirname "$0")"
-bash scripts/setup.sh
+bash scripts/setup.sh ray  # the optional Ray extra too, so that its test runs
 export RASEKIT_DATA_DIR=${RASEKIT_DATA_DIR:-$HOME/.cache/rasekit/data}
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT

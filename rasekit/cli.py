@@ -52,13 +52,34 @@ def _finetune(args) -> None:
 
 def _batch(args) -> None:
     from .runner import run_batch
-    parameters = {}
-    for name, value in args.parameter:
-        try:
-            parameters[name] = json.loads(value)
-        except json.JSONDecodeError:
-            parameters[name] = value  # a bare string
+    parameters = dict(_parameters(args.parameter))
     run_batch(args.profile, notebooks=args.notebooks or None, parameters=parameters)
+
+
+def _plan(args) -> int:
+    from . import plan
+    parameters = dict(_parameters(args.parameter))
+    steps = plan.build(args.profile, args.notebooks or None, parameters)
+    print(plan.describe(steps, profiles.get(args.profile).name))
+    if not args.run:
+        return 0
+    if args.ray:
+        failures = plan.run_ray(steps, args.ray, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run)
+    else:
+        failures = plan.run_local(steps, args.workers)
+    print(f"{len(failures)} runs failed" if failures else "plan complete: every run is in the ledger")
+    return 1 if failures else 0
+
+
+def _parameters(pairs) -> list[tuple[str, object]]:
+    """Notebook parameters from `-p NAME VALUE` pairs, VALUE as JSON (else a bare string)."""
+    out = []
+    for name, value in pairs:
+        try:
+            out.append((name, json.loads(value)))
+        except json.JSONDecodeError:
+            out.append((name, value))
+    return out
 
 
 def _settings(text: str) -> dict:
@@ -116,14 +137,26 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="notebook parameter, VALUE as JSON (e.g. -p seeds '[1, 2]')")
     p.set_defaults(func=_batch)
+
+    p = sub.add_parser("plan", help="the training runs the notebooks need (graph, status, estimated CPU "
+                                    "time); --run runs the missing ones")
+    p.add_argument("--profile", default="default", help=profile_help)
+    p.add_argument("notebooks", nargs="*", help="notebook names (default: every notebook that trains)")
+    p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="notebook parameter that changes the runs, e.g. -p seeds '[1]'")
+    p.add_argument("--run", action="store_true", help="execute the runs the ledger lacks")
+    p.add_argument("--workers", type=int, default=1, help="local worker processes (threads split the cores)")
+    p.add_argument("--ray", metavar="ADDRESS", help="run on Ray: a cluster address, 'auto', or 'local'")
+    p.add_argument("--cpus-per-run", type=int, default=1, help="with --ray: CPUs each run asks for")
+    p.add_argument("--gpus-per-run", type=float, default=0, help="with --ray: share of a GPU each run asks for")
+    p.set_defaults(func=_plan)
     return top
 
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     try:
-        args.func(args)
-    except (ValueError, KeyError, FileNotFoundError) as err:
+        return args.func(args) or 0
+    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    return 0

@@ -18,6 +18,8 @@ from tqdm.auto import tqdm
 
 from . import settings
 from .evaluate import NonFiniteScoresError, metrics, target_ranks
+from .threads import choose as choose_threads
+from .threads import fixed_by_user as threads_fixed_by_user
 
 
 class Task(Protocol):
@@ -167,7 +169,7 @@ def fit(task: Task, config: TrainConfig, run_dir: Path, meta: dict, seed: int, l
 
     meta: facts a checkpoint must share with this run (e.g. config hash, dataset, n_items); a
     checkpoint with other values is refused rather than silently reused. name: what the log and the
-    errors call this run (e.g. "DuoRec (stage 1) on Beauty, seed 1").
+    errors call this run (e.g. "DuoRec (stage 1) on Beauty, seed 1"). Threads: see `rasekit.threads`.
     A non-finite loss or score stops the run with a DivergedError before that epoch is checkpointed, so
     neither "best" nor "last" ever holds a diverged model and no result is returned.
     Returns best epoch, epochs run, the history, and validation/test metrics and per-instance ranks."""
@@ -182,6 +184,10 @@ def fit(task: Task, config: TrainConfig, run_dir: Path, meta: dict, seed: int, l
     if last.exists():
         state = _resume(last, meta, task, optimizer, rng)
         log(f"{name}: resuming after epoch {state['epoch']} from {last}")
+    # the run's thread count: the user's, else the one it started with, else the cores free now
+    threads = threads_fixed_by_user() or state.get("threads") or choose_threads()
+    state["threads"] = threads
+    torch.set_num_threads(threads)
     for epoch in range(state["epoch"] + 1, config.epochs):
         if state["stale"] > config.patience:
             break
@@ -206,7 +212,8 @@ def fit(task: Task, config: TrainConfig, run_dir: Path, meta: dict, seed: int, l
                      "loop": state}, last)
         shown = dict.fromkeys([config.valid_metric, "HR@10", "NDCG@10"])  # the stopping metric first
         log(f"{name} epoch {epoch}: loss {loss:.1f}  valid "
-            + "  ".join(f"{m} {valid[m]:.4f}" for m in shown) + f"  ({time.perf_counter() - start:.1f} s)")
+            + "  ".join(f"{m} {valid[m]:.4f}" for m in shown)
+            + f"  ({time.perf_counter() - start:.1f} s, {threads} thread{'s' if threads > 1 else ''})")
     task.model.load_state_dict(load_checkpoint(best, meta, task.model)["model"])
     try:
         valid_ranks = evaluate_part(task, "valid", config.eval_chunk)

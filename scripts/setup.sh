@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Creates .venv with the pinned stack and the rasekit kernel for JupyterLab. Idempotent: does nothing
 # when requirements.lock and pyproject.toml have not changed since the last successful set-up.
+#   bash scripts/setup.sh        the base set-up (./run.sh)
+#   bash scripts/setup.sh ray    also the optional Ray extra, pinned in requirements-ray.lock (./test.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null || PYTHON=python3
 stamp=.venv/.setup-stamp
-want=$(cat requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)
+extra=${1:-}
+locks=(requirements.lock)
+[ "$extra" = ray ] && locks+=(requirements-ray.lock)
+want=$(cat "${locks[@]}" pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
@@ -17,7 +22,9 @@ pip_install() {
 echo "[setup] creating .venv with $($PYTHON --version) (first run only, a few minutes)"
 "$PYTHON" -m venv .venv
 pip_install --upgrade pip
-pip_install -r requirements.lock
+for lock in "${locks[@]}"; do
+  pip_install -r "$lock"
+done
 pip_install --no-deps -e .
 # A kernel named "rasekit" inside the venv, so JupyterLab started from .venv runs the notebooks as they are.
 .venv/bin/python -m ipykernel install --sys-prefix --name rasekit --display-name "Python (rasekit)" >/dev/null

@@ -1,0 +1,50 @@
+"""Thread counts: a run starts with the cores the other processes leave free (or the user's count) and
+keeps that count to the end, resumes included."""
+import pytest
+import torch
+
+from rasekit import threads
+from rasekit.train import TrainConfig, fit
+
+from .test_train import META, ToyTask
+
+
+@pytest.fixture
+def machine(monkeypatch):
+    """A 2-core machine whose other processes keep `machine["others"]` cores busy."""
+    state = {"t": 0.0, "others": 0.0}
+    monkeypatch.setattr(threads.time, "monotonic", lambda: state["t"])
+    monkeypatch.setattr(threads.time, "sleep", lambda s: state.update(t=state["t"] + s))
+    monkeypatch.setattr(threads, "_busy_seconds", lambda: state["t"] * state["others"])
+    monkeypatch.setattr(threads, "_own_seconds", lambda: 0.0)
+    monkeypatch.setattr(threads, "cores", lambda: 2)
+    for name in ("RASEKIT_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    before = torch.get_num_threads()
+    yield state
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("others, expected", [(0.0, 2), (0.3, 2), (1.0, 1), (1.7, 1), (5.0, 1)])
+def test_a_run_takes_the_cores_the_other_processes_leave_free(machine, others, expected):
+    machine["others"] = others
+    assert threads.choose() == expected
+
+
+def test_a_count_the_user_fixed_is_kept(machine, monkeypatch):
+    machine["others"] = 1.0
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert threads.choose() == 2
+    monkeypatch.setenv("RASEKIT_THREADS", "1")
+    assert threads.choose() == 1
+
+
+def test_a_resumed_run_keeps_the_count_it_started_with(machine, tmp_path):
+    config = TrainConfig(epochs=2, batch_size=32, lr=0.05, valid_metric="HR@5")
+    machine["others"] = 1.0  # busy at the start: one thread
+    with pytest.raises(KeyboardInterrupt):
+        fit(ToyTask(fail_at_call=12), config, tmp_path / "run", META, seed=3, log=lambda *_: None)
+    machine["others"] = 0.0  # idle when it resumes: still one thread, so it stays reproducible
+    lines = []
+    fit(ToyTask(), config, tmp_path / "run", META, seed=3, log=lines.append)
+    assert torch.get_num_threads() == 1 and lines[-1].endswith("1 thread)")
