@@ -24,12 +24,14 @@ def _stats(args) -> None:
 
 
 def _results(args) -> None:
+    from . import paths
+    root = paths.reference_dir() if args.reference else None
     if args.json:
-        for rec in ledger.records():
+        for rec in ledger.records(root):
             print(json.dumps({k: rec[k] for k in ("key", "dataset", "model", "seed", "profile", "metrics",
                                                   "provenance") if k in rec}))
         return
-    table = ledger.summary() if args.summary else ledger.table()
+    table = ledger.summary(root=root) if args.summary else ledger.table(root=root)
     print("no results yet" if table.empty
           else table.to_string(index=False, float_format="%.4f", na_rep="-"))
 
@@ -53,7 +55,14 @@ def _finetune(args) -> None:
 def _batch(args) -> None:
     from .runner import run_batch
     parameters = dict(_parameters(args.parameter))
-    run_batch(args.profile, notebooks=args.notebooks or None, parameters=parameters)
+    run_batch(args.profile, notebooks=args.notebooks or None, parameters=parameters, reference=args.reference)
+
+
+def _promote(args) -> None:
+    from . import paths, store
+    keys = store.promote(args.keys or None, args.profile)
+    print(f"promoted {len(keys)} runs into the reference ({paths.ledger_dir(paths.reference_dir())})"
+          + "".join(f"\n  {k}" for k in keys))
 
 
 def _plan(args) -> int:
@@ -106,6 +115,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("results", help="list the results ledger")
     p.add_argument("--json", action="store_true", help="one JSON object per run")
     p.add_argument("--summary", action="store_true", help="mean and std over seeds instead of one row per run")
+    p.add_argument("--reference", action="store_true", help="the reference (committed) runs, not your own")
     p.set_defaults(func=_results)
 
     profile_help = f"run profile ({', '.join(profiles.PROFILE_ORDER)}; default $RASEKIT_PROFILE or default)"
@@ -131,12 +141,19 @@ def parser() -> argparse.ArgumentParser:
                    help="training settings of the stage-1 run it starts from")
     p.set_defaults(func=_finetune)
 
-    p = sub.add_parser("batch", help="run the notebooks with papermill into runs/<time>-<profile>/")
+    p = sub.add_parser("batch", help="run the notebooks with papermill into runs/executed/<time>-<profile>/")
     p.add_argument("--profile", default="default", help=profile_help)
     p.add_argument("notebooks", nargs="*", help="notebook names (default: all in notebooks/)")
     p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="notebook parameter, VALUE as JSON (e.g. -p seeds '[1, 2]')")
+    p.add_argument("--reference", action="store_true",
+                   help="train nothing: rebuild the committed tables and figures from the reference runs")
     p.set_defaults(func=_batch)
+
+    p = sub.add_parser("promote", help="copy your finished runs (record, ranks, weights) into the reference")
+    p.add_argument("keys", nargs="*", help="run keys (default: all your runs, or those of --profile)")
+    p.add_argument("--profile", default=None, help="only runs of this profile")
+    p.set_defaults(func=_promote)
 
     p = sub.add_parser("plan", help="the training runs the notebooks need (graph, status, estimated CPU "
                                     "time); --run runs the missing ones")

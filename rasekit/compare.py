@@ -145,3 +145,47 @@ def curves_figure(records: list[dict], metric: str = "MRR@10"):
     ax.set(xlabel="epoch", ylabel=f"valid {metric}", title="Stage-1 validation curves")
     ax.legend(fontsize=7)
     return fig
+
+
+def _published(dataset: str, model: str) -> dict:
+    """The paper's number for a model, where one is known (RaSeRec; DuoRec as reported)."""
+    if model == "RaSeRec(DuoRec)":
+        return PAPER.get((dataset, "RaSeRec"), {})
+    return REPORTED_DUOREC.get(dataset, {}) if model == "DuoRec" else {}
+
+
+def verdict(differences: list[float], spreads: list[float | None]) -> str:
+    """'same numbers', 'within seed spread' (every difference within two standard deviations of the
+    reference's seeds), or 'off' (also where the reference has a single seed, so no spread to judge)."""
+    if all(abs(d) <= 1e-12 for d in differences):
+        return "same numbers"
+    if all(s is not None and abs(d) <= 2 * s for d, s in zip(differences, spreads)):
+        return "within seed spread"
+    return "off"
+
+
+def versus_reference(records: list[dict], metrics=PAPER_METRICS) -> pd.DataFrame | None:
+    """The user's runs beside the reference run of the same configuration (same key) and the paper: one
+    row per run and metric, with the difference, the reference's spread over its seeds and a verdict per
+    run. None when the output root is the reference itself (nothing to compare)."""
+    from . import ledger, paths
+
+    if paths.is_reference():
+        return None
+    reference = ledger.records(paths.reference_dir())
+    by_key = {r["key"]: r for r in reference}
+    rows = []
+    for rec in records:
+        ref = by_key.get(rec["key"])
+        peers = [r for r in reference
+                 if (r["dataset"], r["model"], r["profile"]) == (rec["dataset"], rec["model"], rec["profile"])]
+        spread = {m: _std(np.array([r["metrics"][m] for r in peers])) if len(peers) > 1 else None
+                  for m in metrics}
+        diffs = [rec["metrics"][m] - ref["metrics"][m] for m in metrics] if ref else []
+        judged = verdict(diffs, [spread[m] for m in metrics]) if ref else "no reference run"
+        paper = _published(rec["dataset"], rec["model"])
+        rows += [{"dataset": rec["dataset"], "model": rec["model"], "seed": rec["seed"], "metric": m,
+                  "yours": rec["metrics"][m], "reference": ref["metrics"][m] if ref else None,
+                  "difference": rec["metrics"][m] - ref["metrics"][m] if ref else None,
+                  "reference spread": spread[m], "paper": paper.get(m), "verdict": judged} for m in metrics]
+    return pd.DataFrame(rows)

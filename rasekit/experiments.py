@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from . import data as datasets
-from . import ledger, paths, profiles, settings
+from . import ledger, paths, profiles, settings, store
 from .provenance import config_hash, git_commit, record as provenance
 from .train import TrainConfig, check_shapes, fit, load_checkpoint
 
@@ -95,11 +95,14 @@ def pretrain(dataset: str = "Beauty", encoder: str = "sasrec", objective: str = 
     config = pretrain_config(dataset, encoder, objective, seed, prof, encoder_params, objective_params, train)
     key = config_hash(config)
     cached = ledger.get(key)
-    if cached and (not need_checkpoint or (run_dir(key) / "best.pt").exists()):
+    if cached and (not need_checkpoint or has_weights(cached)):
         log(f"reusing {cached['model']} on {cached['dataset']} seed {seed} ({key})")
         return cached
     if reuse_only:
         return cached
+    if cached:
+        log(f"no weights of {cached['model']} on {cached['dataset']} seed {seed} ({key}) here: training it "
+            f"again with its recorded settings; the new run replaces its record")
     data = load_data(config["dataset"], prof)
     device = device or default_device()
     torch.manual_seed(seed)  # the encoder's initial weights depend on the seed
@@ -111,18 +114,22 @@ def pretrain(dataset: str = "Beauty", encoder: str = "sasrec", objective: str = 
         {**(encoder_params or {}), **(objective_params or {}), **train}, {**PRETRAIN, **prof.pretrain})
     result = fit(task, TrainConfig(**config["train"]), run_dir(key), meta, seed, log=log,
                  name=f"{name} (stage 1) on {config['dataset']}, seed {seed}")
-    return _finish(key, config, name, prof, result, device, time.perf_counter() - start, commit)
+    return _finish(key, config, name, prof, result, device, time.perf_counter() - start, commit, task, meta)
 
 
-def _finish(key, config, name, prof, result, device, wall, commit) -> dict:
+def _finish(key, config, name, prof, result, device, wall, commit, task, meta) -> dict:
+    """Store a finished run: ranks, weights (for profiles whose models are loaded again), then the record."""
     paths.ranks_dir().mkdir(parents=True, exist_ok=True)
     np.savez_compressed(paths.ranks_dir() / f"{key}.npz", test=result["test_ranks"].astype(np.int32),
                         valid=result["valid_ranks"].astype(np.int32))
+    kept = None
+    if prof.name in store.KEEP_WEIGHTS:  # the model holds the best epoch's weights after `fit`
+        kept = store.export_weights(key, meta, {k: v.cpu() for k, v in task.model.state_dict().items()})
     rec = {"key": key, "stage": config["stage"], "dataset": config["dataset"], "model": name,
            "seed": config["seed"], "profile": prof.name, "config": config,
            "metrics": result["metrics"], "valid_metrics": result["valid_metrics"],
            "best_epoch": result["best_epoch"], "epochs_run": result["epochs_run"],
-           "history": result["history"],
+           "history": result["history"], **({"weights": kept} if kept else {}),
            "provenance": provenance([config["dataset"]], device=device, wall_time_s=wall, commit=commit,
                                     train_seconds=round(result["train_seconds"], 1))}
     ledger.put(rec)
@@ -228,7 +235,7 @@ def finetune(dataset: str = "Beauty", backbone: str = "duorec", seed: int = 1, p
         {**RAM, **FINETUNE, **prof.finetune})
     result = fit(task, TrainConfig(**config["train"]), run_dir(key), meta, seed, log=log,
                  name=f"{name} (stage 2) on {config['dataset']}, seed {seed}")
-    return _finish(key, config, name, prof, result, device, time.perf_counter() - start, commit)
+    return _finish(key, config, name, prof, result, device, time.perf_counter() - start, commit, task, meta)
 
 
 def finetune_config(base: dict, backbone: str, seed: int, prof: profiles.Profile, ram: dict | None = None,
@@ -247,12 +254,18 @@ def _check_k(k: int, data: datasets.SplitData) -> None:
                                      f"{len(data.train)} memories; expected k <= {len(data.train)}")
 
 
+def has_weights(record: dict) -> bool:
+    """Whether the trained weights of a run are here (its stored weights, or this machine's checkpoint)."""
+    return store.weights_path(record) is not None or (run_dir(record["key"]) / "best.pt").exists()
+
+
 def load_pretrained(record: dict, device=None, checkpoint: str = "best.pt"):
-    """The encoder of a stage-1 ledger record, from its best (or `checkpoint`: last.pt) checkpoint, in
-    eval mode."""
-    path = run_dir(record["key"]) / checkpoint
+    """The encoder of a stage-1 ledger record, in eval mode: from its stored weights (sha256 checked), else
+    from this machine's best (or `checkpoint`: last.pt) checkpoint; the run, dataset and shapes checked."""
+    path = store.weights_path(record) if checkpoint == "best.pt" else None
+    path = path or run_dir(record["key"]) / checkpoint
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no checkpoint for run {record['key']}; "
+        raise FileNotFoundError(f"{path}: no weights for run {record['key']}; "
                                 f"experiments.pretrain(..., need_checkpoint=True) retrains it")
     weights = load_checkpoint(path, {"key": record["key"], "dataset": record["config"]["dataset"]})
     encoder = build_encoder(record["config"], weights["meta"]["n_items"])
@@ -261,9 +274,10 @@ def load_pretrained(record: dict, device=None, checkpoint: str = "best.pt"):
     return encoder.to(device or default_device()).eval()
 
 
-def ranks(record: dict, part: str = "test") -> np.ndarray:
-    """Per-instance ranks of a finished run (for group metrics and paired tests)."""
-    path = paths.ranks_dir() / f"{record['key']}.npz"
+def ranks(record: dict, part: str = "test", root: Path | None = None) -> np.ndarray:
+    """Per-instance ranks of a finished run (for group metrics and paired tests), from the store under
+    `root` (default: the user's own)."""
+    path = paths.ranks_dir(root) / f"{record['key']}.npz"
     if not path.exists():
         raise FileNotFoundError(f"{path}: per-instance ranks of run {record['key']} are missing; rerun it")
     with np.load(path) as saved:

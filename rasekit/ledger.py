@@ -28,8 +28,8 @@ class LedgerError(ValueError):
     """A ledger record is unreadable, or a write would replace a larger profile's result."""
 
 
-def _path(key: str) -> Path:
-    return paths.ledger_dir() / f"{key}.json"
+def _path(key: str, root: Path | None = None) -> Path:
+    return paths.ledger_dir(root) / f"{key}.json"
 
 
 def _read(path: Path) -> dict:
@@ -39,8 +39,9 @@ def _read(path: Path) -> dict:
         raise LedgerError(f"{path}: corrupt ledger record ({err}); delete it to rerun that run") from None
 
 
-def get(key: str) -> dict | None:
-    path = _path(key)
+def get(key: str, root: Path | None = None) -> dict | None:
+    """The record of run `key` in the ledger under `root` (default: the user's own), or None."""
+    path = _path(key, root)
     return _read(path) if path.exists() else None
 
 
@@ -60,16 +61,17 @@ def _locked(folder: Path):
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def put(record: dict) -> Path:
-    """Write a record atomically. Refuses to replace a record of a larger profile."""
+def put(record: dict, root: Path | None = None) -> Path:
+    """Write a record atomically into the ledger under `root` (default: the user's own). Refuses to
+    replace a record of a larger profile."""
     for field in ("key", "dataset", "model", "seed", "profile", "metrics", "provenance"):
         if field not in record:
             raise LedgerError(f"ledger record lacks {field!r}")
-    path = _path(record["key"])
+    path = _path(record["key"], root)
     with _locked(path.parent):
         for stale in path.parent.glob(".*.tmp"):  # left by a killed writer: no writer is active now
             stale.unlink(missing_ok=True)
-        old = get(record["key"])
+        old = get(record["key"], root)
         if old is not None and PROFILE_ORDER.index(old["profile"]) > PROFILE_ORDER.index(record["profile"]):
             raise LedgerError(f"run {record['key']} already holds a {old['profile']} result; "
                               f"a {record['profile']} run may not overwrite it")
@@ -84,9 +86,10 @@ def put(record: dict) -> Path:
     return path
 
 
-def records() -> list[dict]:
-    """Every record; refuses with one error that names every unreadable file."""
-    folder = paths.ledger_dir()
+def records(root: Path | None = None) -> list[dict]:
+    """Every record under `root` (default: the user's own); refuses with one error that names every
+    unreadable file."""
+    folder = paths.ledger_dir(root)
     if not folder.exists():
         return []
     found, bad = [], []
@@ -100,23 +103,23 @@ def records() -> list[dict]:
     return found
 
 
-def table(metrics=("HR@5", "HR@10", "NDCG@5", "NDCG@10")) -> pd.DataFrame:
+def table(metrics=("HR@5", "HR@10", "NDCG@5", "NDCG@10"), root: Path | None = None) -> pd.DataFrame:
     """One row per run: what, which seed and profile, the test metrics, when and where."""
     rows = [{"key": r["key"], "dataset": r["dataset"], "model": r["model"], "seed": r["seed"],
              "profile": r["profile"], **{m: r["metrics"].get(m) for m in metrics},
              "best_epoch": r.get("best_epoch"), "commit": r["provenance"].get("git_commit", "")[:8],
              "device": r["provenance"].get("device"), "wall_s": r["provenance"].get("wall_time_s")}
-            for r in records()]
+            for r in records(root)]
     columns = ["key", "dataset", "model", "seed", "profile", *metrics, "best_epoch", "commit", "device",
                "wall_s"]
     return pd.DataFrame(rows, columns=columns).sort_values(["dataset", "model", "profile", "seed"],
                                                           ignore_index=True)
 
 
-def summary(metrics=("HR@5", "HR@10", "NDCG@5", "NDCG@10")) -> pd.DataFrame:
+def summary(metrics=("HR@5", "HR@10", "NDCG@5", "NDCG@10"), root: Path | None = None) -> pd.DataFrame:
     """Mean and standard deviation (ddof 1; blank for one seed) over the seeds of each dataset, model and
     profile, with the seeds listed."""
-    runs = table(metrics)
+    runs = table(metrics, root)
     if runs.empty:
         return runs
     groups = runs.groupby(["dataset", "model", "profile"], sort=True)

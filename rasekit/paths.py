@@ -16,23 +16,52 @@ def data_dir() -> Path | None:
 
 
 def cache_dir() -> Path:
-    """Downloads, checkpoints and precomputed arrays; kept outside the work tree so they survive it."""
+    """Checkpoints and precomputed arrays; kept outside the work tree so they survive it."""
     return _env_path("RASEKIT_CACHE", Path.home() / ".cache" / "rasekit")
 
 
+def downloads_dir() -> Path:
+    """Where downloaded datasets land: data/ in the repository (its contents ignored by git)."""
+    return _env_path("RASEKIT_DOWNLOADS", REPO_ROOT / "data")
+
+
+def reference_dir() -> Path:
+    """The reference: the committed results/ (ledger, ranks, weights, tables) and figures/."""
+    return _env_path("RASEKIT_REFERENCE", REPO_ROOT)
+
+
 def output_dir() -> Path:
-    """Root under which figures/ and results/ (ledger and tables) are written; tests and CI move it."""
-    return _env_path("RASEKIT_OUTPUT", REPO_ROOT)
+    """Root of this user's own results (ledger, ranks, weights, tables, figures, executed notebooks):
+    runs/own/ in the repository, ignored by git, so that a user's runs never pass for the reference.
+    Tests and CI move it; `batch --reference` points it at the reference itself."""
+    return _env_path("RASEKIT_OUTPUT", REPO_ROOT / "runs" / "own")
 
 
-def ledger_dir() -> Path:
-    """The results ledger: one JSON file per run, named by the hash of its configuration."""
-    return output_dir() / "results" / "ledger"
+def is_reference() -> bool:
+    """Whether the output root is the reference itself (tables rebuilt from the committed runs)."""
+    return output_dir() == reference_dir()
 
 
-def ranks_dir() -> Path:
+def ledger_dir(root: Path | None = None) -> Path:
+    """The results ledger under `root` (default: the output root): one JSON file per run, named by the
+    hash of its configuration."""
+    return (root or output_dir()) / "results" / "ledger"
+
+
+def ranks_dir(root: Path | None = None) -> Path:
     """Per-instance test and validation ranks of every ledger run, for paired tests and group metrics."""
-    return output_dir() / "results" / "ranks"
+    return (root or output_dir()) / "results" / "ranks"
+
+
+def weights_dir(root: Path | None = None) -> Path:
+    """Trained weights (weights only) of the runs that are loaded again, beside their ledger records."""
+    return (root or output_dir()) / "results" / "weights"
+
+
+def executed_dir() -> Path:
+    """Executed copies of the notebooks (batch runs): runs/executed/, or under a moved output root."""
+    moved = _env_path("RASEKIT_OUTPUT", None)
+    return (moved or REPO_ROOT / "runs") / "executed"
 
 
 def figures_dir(profile: str) -> Path:
@@ -44,5 +73,5 @@ def tables_dir(profile: str) -> Path:
 
 
 def runs_dir() -> Path:
-    """Checkpoints and per-instance ranks of training runs, by configuration hash."""
+    """Checkpoints of training runs (to resume them), by configuration hash."""
     return cache_dir() / "runs"

@@ -10,7 +10,7 @@ import pytest
 @pytest.fixture
 def tmp_kit(tmp_path, monkeypatch):
     """Point every location the kit writes to at tmp dirs, and unset the data-directory setting."""
-    dirs = {name: tmp_path / name for name in ("cache", "results", "output")}
+    dirs = {name: tmp_path / name for name in ("cache", "results", "output", "downloads", "reference")}
     for name, path in dirs.items():
         path.mkdir()
         monkeypatch.setenv(f"RASEKIT_{name.upper()}", str(path))

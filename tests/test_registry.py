@@ -36,7 +36,7 @@ def tiny(tmp_kit, tmp_path, monkeypatch):
 
 
 def cache_files(tmp_kit):
-    return sorted(p.name for p in tmp_kit["cache"].rglob("*") if p.is_file())
+    return sorted(p.name for p in tmp_kit["downloads"].rglob("*") if p.is_file())
 
 
 def forbid_download(monkeypatch):
@@ -85,14 +85,14 @@ def test_registry_matches_readme_checksums():
 
 def test_download_lands_verified_in_cache(tiny, tmp_kit):
     files = registry.fetch("Tiny")
-    assert files["sequences"] == tmp_kit["cache"] / "data" / "Tiny" / "Tiny.txt"
+    assert files["sequences"] == tmp_kit["downloads"] / "Tiny" / "Tiny.txt"
     assert files["sequences"].read_bytes() == SEQUENCES
     assert files["attributes"].read_bytes() == ATTRIBUTES
     assert cache_files(tmp_kit) == ["Tiny.txt", "Tiny_item2attributes.json"]  # no .part left over
 
 
 def test_cache_before_download(tiny, tmp_kit, monkeypatch):
-    cached = write(tmp_kit["cache"] / "data" / "Tiny")
+    cached = write(tmp_kit["downloads"] / "Tiny")
     write(cached.parent, ATTRIBUTES, "Tiny_item2attributes.json")
     forbid_download(monkeypatch)
     assert registry.fetch("Tiny")["sequences"] == cached
@@ -101,7 +101,7 @@ def test_cache_before_download(tiny, tmp_kit, monkeypatch):
 def test_setting_before_cache(tiny, tmp_kit, tmp_path, monkeypatch):
     data = tmp_path / "data"
     in_setting = write(data / "Tiny")
-    write(tmp_kit["cache"] / "data" / "Tiny", b"corrupt")  # would fail verification if it were consulted
+    write(tmp_kit["downloads"] / "Tiny", b"corrupt")  # would fail verification if it were consulted
     monkeypatch.setenv("RASEKIT_DATA_DIR", str(data))
     forbid_download(monkeypatch)
     assert registry.locate(registry.get("Tiny").sequences, "Tiny") == in_setting
@@ -110,7 +110,7 @@ def test_setting_before_cache(tiny, tmp_kit, tmp_path, monkeypatch):
 def test_setting_without_the_file_falls_back_to_cache(tiny, tmp_kit, tmp_path, monkeypatch):
     (tmp_path / "data").mkdir()
     monkeypatch.setenv("RASEKIT_DATA_DIR", str(tmp_path / "data"))
-    cached = write(tmp_kit["cache"] / "data" / "Tiny")
+    cached = write(tmp_kit["downloads"] / "Tiny")
     forbid_download(monkeypatch)
     assert registry.locate(registry.get("Tiny").sequences, "Tiny") == cached
 
@@ -126,7 +126,7 @@ def test_corrupt_file_in_setting_is_rejected(tiny, tmp_path, monkeypatch):
 def test_no_download_and_nothing_local_names_where_it_looked(tiny, tmp_kit, tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError) as err:
         registry.fetch("Tiny", download=False)
-    assert "Tiny.txt" in str(err.value) and str(tmp_kit["cache"] / "data" / "Tiny") in str(err.value)
+    assert "Tiny.txt" in str(err.value) and str(tmp_kit["downloads"] / "Tiny") in str(err.value)
     monkeypatch.setenv("RASEKIT_DATA_DIR", str(tmp_path / "data"))
     with pytest.raises(FileNotFoundError, match="downloading is off") as err:
         registry.fetch("Tiny", download=False)
@@ -155,7 +155,7 @@ def test_missing_origin_file_leaves_nothing(tiny, tmp_kit):
     message = str(err.value)
     assert "Tiny.txt" in message and registry.ORIGIN + "Tiny.txt" in message  # the file and its origin
     assert "to work offline" in message and "RASEKIT_DATA_DIR" in message       # how to provide it
-    assert list(tmp_kit["cache"].iterdir()) == []                               # not even empty folders
+    assert list(tmp_kit["downloads"].iterdir()) == []                               # not even empty folders
 
 
 def test_interrupted_download_leaves_nothing(tiny, tmp_kit, monkeypatch):
@@ -175,7 +175,7 @@ def test_interrupted_download_leaves_nothing(tiny, tmp_kit, monkeypatch):
     monkeypatch.setattr(registry.urllib.request, "urlopen", lambda *a, **k: Broken())
     with pytest.raises(DataUnavailableError, match="connection lost"):
         registry.fetch("Tiny")
-    assert list(tmp_kit["cache"].iterdir()) == []
+    assert list(tmp_kit["downloads"].iterdir()) == []
 
 
 def test_no_network_is_a_clear_error_not_a_traceback(tiny, tmp_kit, monkeypatch):
@@ -185,18 +185,18 @@ def test_no_network_is_a_clear_error_not_a_traceback(tiny, tmp_kit, monkeypatch)
     with pytest.raises(DataUnavailableError, match="Tiny.txt of Tiny is not on this machine") as err:
         registry.fetch("Tiny")
     assert isinstance(err.value, FileNotFoundError)  # the command line reports it as an error, exit 2
-    assert list(tmp_kit["cache"].iterdir()) == []
+    assert list(tmp_kit["downloads"].iterdir()) == []
 
 
 def test_a_corrupt_cached_copy_is_replaced(tiny, tmp_kit):
-    cached = write(tmp_kit["cache"] / "data" / "Tiny", SEQUENCES.replace(b"4", b"5"))
+    cached = write(tmp_kit["downloads"] / "Tiny", SEQUENCES.replace(b"4", b"5"))
     with pytest.warns(UserWarning, match="deleted the corrupt copy"):
         path = registry.locate(registry.get("Tiny").sequences, "Tiny")
     assert path == cached and cached.read_bytes() == SEQUENCES
 
 
 def test_a_corrupt_cached_copy_without_download_says_what_to_do(tiny, tmp_kit):
-    cached = write(tmp_kit["cache"] / "data" / "Tiny", SEQUENCES.replace(b"4", b"5"))
+    cached = write(tmp_kit["downloads"] / "Tiny", SEQUENCES.replace(b"4", b"5"))
     with pytest.raises(ChecksumError, match="the corrupt copy was deleted, run again with downloading on"):
         registry.locate(registry.get("Tiny").sequences, "Tiny", download=False)
     assert not cached.exists()

@@ -1,7 +1,7 @@
 """The datasets the kit knows: public origin, size and sha256 of every file, and how to obtain them.
 
-Resolution order for a file: the data-directory setting (RASEKIT_DATA_DIR), then the local cache, then a
-download from the public origin (S3-Rec repository, per ../shared/data/README.md). Every file is checked
+Resolution order for a file: the data-directory setting (RASEKIT_DATA_DIR), then the kit's own downloads
+(data/ in the repository, or RASEKIT_DOWNLOADS), then a download into it from the public origin (S3-Rec repository, per ../shared/data/README.md). Every file is checked
 against its size and sha256 before use; a download is written to a temporary name and only renamed into
 place once verified, so a failed or corrupt download leaves nothing behind.
 """
@@ -94,7 +94,7 @@ class DataUnavailableError(FileNotFoundError):
 
 def _offline_hint(spec: DataFile, dataset: str) -> str:
     setting = paths.data_dir()
-    folder = setting / dataset if setting else paths.cache_dir() / "data" / dataset
+    folder = setting / dataset if setting else paths.downloads_dir() / dataset
     return (f"to work offline, download {ORIGIN + spec.name} elsewhere and put it at {folder / spec.name}"
             + ("" if setting else " (or set RASEKIT_DATA_DIR to a folder holding "
                                    f"{dataset}/{spec.name})"))
@@ -139,8 +139,8 @@ def _download(url: str, dest: Path, spec: DataFile, dataset: str) -> None:
 
 
 def locate(spec: DataFile, dataset: str, download: bool = True) -> Path:
-    """Path of a verified copy of one data file (see module docstring for the order). A copy in the
-    kit's own cache that fails verification is deleted (it is the kit's download) and fetched again."""
+    """Path of a verified copy of one data file (see module docstring for the order). A copy among the
+    kit's own downloads that fails verification is deleted (the kit wrote it) and fetched again."""
     setting = paths.data_dir()
     if setting is not None and (setting / dataset / spec.name).exists():
         path = setting / dataset / spec.name
@@ -149,23 +149,23 @@ def locate(spec: DataFile, dataset: str, download: bool = True) -> Path:
         except ChecksumError as err:
             raise ChecksumError(f"{err}; replace it with the original from {ORIGIN + spec.name}") from None
         return path
-    cached = paths.cache_dir() / "data" / dataset / spec.name
-    if cached.exists():
+    downloaded = paths.downloads_dir() / dataset / spec.name
+    if downloaded.exists():
         try:
-            verify(cached, spec)
-            return cached
+            verify(downloaded, spec)
+            return downloaded
         except ChecksumError as err:
-            cached.unlink()
+            downloaded.unlink()
             if not download:
                 raise ChecksumError(f"{err}; the corrupt copy was deleted, run again with downloading on "
                                     f"or {_offline_hint(spec, dataset)}") from None
             warnings.warn(f"{err}; deleted the corrupt copy and downloading it again")
     if not download:
-        where = f"{setting / dataset} or {cached.parent}" if setting else str(cached.parent)
+        where = f"{setting / dataset} or {downloaded.parent}" if setting else str(downloaded.parent)
         raise DataUnavailableError(f"{spec.name} not found in {where} and downloading is off; "
                                    f"{_offline_hint(spec, dataset)}")
-    _download(ORIGIN + spec.name, cached, spec, dataset)
-    return cached
+    _download(ORIGIN + spec.name, downloaded, spec, dataset)
+    return downloaded
 
 
 def fetch(name: str, download: bool = True, files=("sequences", "attributes")) -> dict[str, Path]:

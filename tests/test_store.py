@@ -1,0 +1,96 @@
+"""The run store: weights kept beside their records (hash-checked), the user's own runs apart from the
+reference, promotion, and the comparison of one with the other."""
+import shutil
+
+import pytest
+import torch
+
+from rasekit import compare, experiments, ledger, paths, runner, store
+from rasekit.train import CheckpointError
+
+from .test_experiments import tiny  # noqa: F401  (fixture: a 300-user, 1-epoch smoke profile)
+from .test_ledger import record
+
+
+@pytest.fixture
+def kept(tiny, monkeypatch, tmp_path):  # noqa: F811
+    """The tiny profile, with weights kept as for the default and full profiles, and its own reference."""
+    monkeypatch.setattr(store, "KEEP_WEIGHTS", (tiny,))
+    monkeypatch.setenv("RASEKIT_REFERENCE", str(tmp_path / "reference"))
+    return tiny
+
+
+def test_weights_are_kept_weights_only_with_their_hash(kept):
+    rec = experiments.pretrain("Beauty", "sasrec", "ce", seed=1, profile=kept, log=lambda *_: None)
+    path = paths.output_dir() / rec["weights"]["file"]
+    assert path.parent == paths.weights_dir() and rec["weights"]["bytes"] == path.stat().st_size
+    saved = torch.load(path, weights_only=True)
+    assert set(saved) == {"meta", "model"} and saved["meta"]["key"] == rec["key"]  # no optimizer state
+    assert store.weights_path(rec) == path
+
+
+def test_stage_2_loads_the_stored_weights_and_refuses_tampered_ones(kept):
+    base = experiments.pretrain("Beauty", "sasrec", "ce", seed=1, profile=kept, log=lambda *_: None)
+    shutil.rmtree(paths.runs_dir())  # no checkpoint on this machine any more: only the stored weights
+    messages = []
+    ras = experiments.finetune("Beauty", "sasrec", seed=1, profile=kept, log=messages.append)
+    assert ledger.get(base["key"]) == base  # stage 1 was not trained again
+    assert not any("training it again" in m for m in messages)
+    assert ras["weights"]["sha256"] != base["weights"]["sha256"]  # the RAM's own weights, kept too
+    path = paths.output_dir() / base["weights"]["file"]
+    weights = torch.load(path, weights_only=True)
+    weights["model"]["item_embedding.weight"] += 1.0
+    torch.save(weights, path)
+    with pytest.raises(CheckpointError, match="sha256 .* does not match its ledger record"):
+        experiments.load_pretrained(base, "cpu")
+
+
+def test_missing_weights_are_retrained_with_the_same_call_and_it_says_so(kept):
+    base = experiments.pretrain("Beauty", "sasrec", "ce", seed=1, profile=kept, log=lambda *_: None)
+    (paths.output_dir() / base["weights"]["file"]).unlink()
+    shutil.rmtree(paths.runs_dir())
+    messages = []
+    again = experiments.pretrain("Beauty", "sasrec", "ce", seed=1, profile=kept, need_checkpoint=True,
+                                 log=messages.append)
+    assert "training it again with its recorded settings" in messages[0]
+    assert again["key"] == base["key"] and again["metrics"] == base["metrics"]  # same seed, same numbers
+    assert store.weights_path(again) is not None
+
+
+def test_promote_copies_finished_runs_into_the_reference(kept):
+    rec = experiments.pretrain("Beauty", "sasrec", "ce", seed=1, profile=kept, log=lambda *_: None)
+    assert store.promote() == [rec["key"]]
+    reference = paths.reference_dir()
+    assert ledger.get(rec["key"], reference) == rec
+    assert store.weights_path(rec, reference) is not None
+    assert (paths.ranks_dir(reference) / f"{rec['key']}.npz").exists()
+    with pytest.raises(ValueError, match="not among your finished runs"):
+        store.promote(["nope"])
+
+
+def test_versus_reference_gives_a_verdict_per_run(tmp_kit, monkeypatch):
+    monkeypatch.setenv("RASEKIT_REFERENCE", str(tmp_kit["reference"]))
+    for seed, hr in [(1, 0.080), (2, 0.082), (3, 0.084)]:
+        ledger.put({**record(key=f"s{seed}", hr=hr), "seed": seed}, paths.reference_dir())
+    mine = [{**record(key="s1", hr=0.080), "seed": 1}, {**record(key="s2", hr=0.083), "seed": 2},
+            {**record(key="s3", hr=0.099), "seed": 3}, {**record(key="new", hr=0.08), "seed": 4}]
+    table = compare.versus_reference(mine)
+    verdicts = table.groupby("seed")["verdict"].first().to_dict()
+    assert verdicts == {1: "same numbers", 2: "within seed spread", 3: "off", 4: "no reference run"}
+    assert (table.loc[table["metric"] == "HR@10", "paper"] == 0.0834).all()  # DuoRec on Beauty, as reported
+    monkeypatch.setenv("RASEKIT_OUTPUT", str(tmp_kit["reference"]))
+    assert compare.versus_reference(mine) is None  # rebuilding the reference: nothing to compare
+
+
+def test_batch_reference_trains_nothing_and_writes_into_the_reference(tmp_kit, monkeypatch):
+    monkeypatch.setenv("RASEKIT_REFERENCE", str(tmp_kit["reference"]))
+    seen = []
+
+    def execute(source, target, parameters, **_):
+        seen.append((source.split("/")[-1], dict(parameters), paths.output_dir()))
+    monkeypatch.setattr("papermill.execute_notebook", execute)
+    runner.run_batch("smoke", ["01_main_results", "00_datasets"], out_root=tmp_kit["output"] / "x",
+                     reference=True)
+    assert seen[0][1]["reuse_only"] is True and "reuse_only" not in seen[1][1]  # 00 declares no such parameter
+    assert all(output == tmp_kit["reference"] for *_, output in seen)
+    assert paths.output_dir() == tmp_kit["output"]  # restored afterwards
