@@ -9,7 +9,7 @@ scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 # Runs, figures and ledger records of the tests go to a scratch folder, never over the committed ones.
 export RASEKIT_CACHE=$scratch/cache RASEKIT_OUTPUT=$scratch/out RASEKIT_PROFILE=smoke TQDM_DISABLE=1
-export MPLBACKEND=agg PYDEVD_DISABLE_FILE_VALIDATION=1
+export PYDEVD_DISABLE_FILE_VALIDATION=1  # no MPLBACKEND: notebook kernels show figures inline
 status=0
 .venv/bin/python -m pytest tests notebooks --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg \
   -p no:cacheprovider "$@" || status=$?

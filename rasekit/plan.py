@@ -101,7 +101,19 @@ def main_results_all(profile: str, datasets=None, seeds=None) -> list[Run]:
     return [run for pair in main_results_runs(profile, datasets, seeds) for run in pair]
 
 
-NOTEBOOK_RUNS = {"01_main_results": main_results_all, "02_pretraining": stage1_runs}
+def long_tail_runs(profile: str, datasets=None, seeds=None) -> dict[str, list[Run]]:
+    """Notebook 03: SASRec, DuoRec and RaSeRec on it, for every dataset and seed."""
+    pairs = main_results_runs(profile, datasets, seeds)
+    return {"SASRec": stage1_runs(profile, datasets, seeds, models=[("sasrec", "ce")]),
+            "DuoRec": [base for base, _ in pairs], "RaSeRec": [augmented for _, augmented in pairs]}
+
+
+def long_tail_all(profile: str, datasets=None, seeds=None) -> list[Run]:
+    return [run for runs in long_tail_runs(profile, datasets, seeds).values() for run in runs]
+
+
+NOTEBOOK_RUNS = {"01_main_results": main_results_all, "02_pretraining": stage1_runs,
+                 "03_long_tail": long_tail_all}
 
 
 # ---- the plan ------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: a saved notebook reopens without widget errors
 
 from . import settings
 from .evaluate import NonFiniteScoresError, metrics, target_ranks

@@ -108,7 +108,7 @@ def _made_dirs(folder: Path) -> list[Path]:
 
 
 def _download(url: str, dest: Path, spec: DataFile, dataset: str) -> None:
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # text bars: a saved notebook reopens without widget errors
 
     created = _made_dirs(dest.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
