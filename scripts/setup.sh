@@ -7,26 +7,31 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null || PYTHON=python3
-stamp=.venv/.setup-stamp
-extra=${1:-}
-locks=(requirements.lock)
-[ "$extra" = ray ] && locks+=(requirements-ray.lock)
-want=$(cat "${locks[@]}" pyproject.toml | sha256sum | cut -d' ' -f1)
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-  exit 0
-fi
 pip_install() {
   # Some machines configure package folders that do not exist; pip warns about each one. Hide only that.
   .venv/bin/python -m pip install --quiet "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 }
-echo "[setup] creating .venv with $($PYTHON --version) (first run only, a few minutes)"
-"$PYTHON" -m venv .venv
-pip_install --upgrade pip
-for lock in "${locks[@]}"; do
-  pip_install -r "$lock"
-done
-pip_install --no-deps -e .
-# A kernel named "rasekit" inside the venv, so JupyterLab started from .venv runs the notebooks as they are.
-.venv/bin/python -m ipykernel install --sys-prefix --name rasekit --display-name "Python (rasekit)" >/dev/null
-echo "$want" > "$stamp"
-echo "[setup] done"
+# One stamp per part, so that the base set-up and the extra never undo each other's.
+stamp=.venv/.setup-stamp
+want=$(cat requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "[setup] creating .venv with $($PYTHON --version) (first run only, a few minutes)"
+  "$PYTHON" -m venv .venv
+  pip_install --upgrade pip
+  pip_install -r requirements.lock
+  pip_install --no-deps -e .
+  # A kernel named "rasekit" inside the venv, so JupyterLab started from .venv runs the notebooks as they are.
+  .venv/bin/python -m ipykernel install --sys-prefix --name rasekit --display-name "Python (rasekit)" >/dev/null
+  echo "$want" > "$stamp"
+  rm -f .venv/.setup-stamp-ray  # a new base may have replaced what the extra needs
+  echo "[setup] done"
+fi
+if [ "${1:-}" = ray ]; then
+  extra_stamp=.venv/.setup-stamp-ray
+  extra_want=$(sha256sum requirements-ray.lock | cut -d' ' -f1)
+  if [ ! -f "$extra_stamp" ] || [ "$(cat "$extra_stamp")" != "$extra_want" ]; then
+    echo "[setup] installing the optional Ray extra (requirements-ray.lock)"
+    pip_install -r requirements-ray.lock
+    echo "$extra_want" > "$extra_stamp"
+  fi
+fi

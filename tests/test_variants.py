@@ -1,0 +1,49 @@
+"""Test-time variants of a trained stage-2 run: evaluated without training, cached as their own records
+that name the parent; the variant that changes nothing gives exactly the parent's test ranks."""
+import numpy as np
+import pytest
+
+from rasekit import experiments, ledger, paths, settings, store, variants
+
+from .test_experiments import tiny  # noqa: F401  (fixture: a 300-user, 1-epoch smoke profile)
+
+
+@pytest.fixture
+def parent(tiny, monkeypatch):  # noqa: F811
+    monkeypatch.setattr(store, "KEEP_WEIGHTS", (tiny,))
+    monkeypatch.setenv("RASEKIT_THREADS", "1")
+    return experiments.finetune("Beauty", "sasrec", seed=1, profile=tiny, ram={"index": "exact"},
+                                log=lambda *_: None)
+
+
+def test_the_unchanged_variant_gives_the_parents_ranks(parent):
+    rec = variants.evaluate(parent, variants.TestVariant(), log=lambda *_: None)
+    assert rec["parent"] == parent["key"] and rec["stage"] == "variant"
+    assert np.array_equal(experiments.ranks(rec), experiments.ranks(parent))
+    assert rec["metrics"] == parent["metrics"]
+
+
+def test_a_variant_is_cached_and_needs_no_checkpoint_of_this_machine(parent):
+    import shutil
+    shutil.rmtree(paths.runs_dir())  # only the stored weights are left
+    messages = []
+    smaller = variants.evaluate(parent, variants.TestVariant(k=5), log=messages.append)
+    assert smaller["model"].endswith("@test k=5") and messages[0].startswith("evaluated")
+    assert variants.evaluate(parent, variants.TestVariant(k=5), log=messages.append) == smaller
+    assert messages[-1].startswith("reusing")
+    half = variants.evaluate(parent, variants.TestVariant(partition={"by": "sample", "fraction": 0.5}),
+                             log=lambda *_: None)
+    assert half["bank_size"] < smaller["bank_size"]
+    assert {r["stage"] for r in ledger.records()} == {"pretrain", "finetune", "variant"}
+
+
+def test_impossible_variants_are_refused(parent):
+    with pytest.raises(settings.SettingsError, match="k=0 is not allowed"):
+        variants.TestVariant(k=0)
+    with pytest.raises(settings.SettingsError, match="fraction=2 is not allowed"):
+        variants.TestVariant(partition={"by": "sample", "fraction": 2})
+    with pytest.raises(settings.SettingsError, match="holds only .* memories after the partition"):
+        variants.evaluate(parent, variants.TestVariant(k=200, partition={"by": "sample", "fraction": 0.01}),
+                          log=lambda *_: None)
+    with pytest.raises(ValueError, match="variants are of stage-2 runs"):
+        variants.evaluate(ledger.get(parent["config"]["backbone_key"]), variants.TestVariant())
