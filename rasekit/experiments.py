@@ -136,8 +136,9 @@ def _finish(key, config, name, prof, result, device, wall, commit, task, meta) -
     return rec
 
 
-PARTITIONS = {"length": ("lower", "upper", "invert"), "popularity": ("lower", "upper"),
-              "sample": ("fraction", "seed"), "users": ("fraction", "seed", "invert")}
+PARTITIONS = {"length": ("lower", "upper", "invert"), "popularity": ("lower", "upper", "invert"),
+              "activity": ("lower", "upper", "invert"), "sample": ("fraction", "seed"),
+              "users": ("fraction", "seed", "invert")}
 
 
 def check_partition(partition: dict | None) -> dict | None:
@@ -159,7 +160,7 @@ def check_partition(partition: dict | None) -> dict | None:
             settings.real("fraction", value, 0, 1, low_open=True)
         elif value is not None and by == "length":
             settings.integer(name, value, 0)
-        elif value is not None:  # popularity bounds are quantiles of the item counts
+        elif value is not None:  # popularity and activity bounds are quantiles (items, users)
             settings.real(name, value, 0, 1)
     return partition
 
@@ -167,8 +168,10 @@ def check_partition(partition: dict | None) -> dict | None:
 def partition_filter(partition: dict | None, data: datasets.SplitData):
     """A memory-bank partition from a JSON-able spec, for ablations, e.g.
     {"by": "length", "lower": None, "upper": 5, "invert": False},
-    {"by": "popularity", "lower": 0.8, "upper": 1.0} (quantiles of item counts), {"by": "sample",
-    "fraction": 0.5}, {"by": "users", "fraction": 0.5} (a seeded sample of users)."""
+    {"by": "popularity", "lower": 0.8, "upper": 1.0} (quantiles of item counts), {"by": "activity",
+    "lower": 0.0, "upper": 0.5} (users whose sequence length lies between those quantiles over users),
+    {"by": "sample", "fraction": 0.5}, {"by": "users", "fraction": 0.5} (a seeded sample of users).
+    "invert" keeps everything else: the bank without that partition."""
     if check_partition(partition) is None:
         return None
     spec = dict(partition)
@@ -179,10 +182,22 @@ def partition_filter(partition: dict | None, data: datasets.SplitData):
         return lambda bank: bank.by_popularity(data.item_counts(), quantiles=True, **spec)
     if by == "sample":
         return lambda bank: bank.sample(**spec)
+    if by == "activity":
+        return lambda bank: bank.by_users(active_users(data, spec.get("lower"), spec.get("upper")),
+                                          invert=spec.get("invert", False))
     users = np.unique(data.train.users)
     chosen = np.random.default_rng(spec.get("seed", 0)).choice(
         users, round(spec["fraction"] * len(users)), replace=False)
     return lambda bank: bank.by_users(chosen, invert=spec.get("invert", False))
+
+
+def active_users(data: datasets.SplitData, lower: float | None, upper: float | None) -> np.ndarray:
+    """Users whose activity (their number of training instances, which grows with the length of their
+    sequence) lies at quantiles [lower, upper) over users; upper = 1 includes the most active."""
+    users, activity = np.unique(data.train.users, return_counts=True)
+    lo = -np.inf if not lower else np.quantile(activity, lower)
+    hi = np.inf if upper is None or upper >= 1 else np.quantile(activity, upper)
+    return users[(activity >= lo) & (activity < hi)]
 
 
 def finetune(dataset: str = "Beauty", backbone: str = "duorec", seed: int = 1, profile: str | None = None,

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .data import Instances
-from .settings import INDEX_KINDS
+from .settings import INDEX_KINDS, SettingsError
 
 MIN_POINTS_PER_LIST = 39  # FAISS warns below 39 training points per IVF list
 
@@ -341,7 +341,7 @@ class MemoryBank:
         point to the source instances."""
         ids = np.nonzero(select)[0] if np.asarray(select).dtype == bool else np.asarray(select)
         if len(ids) == 0:
-            raise ValueError("the partition selects no memory")
+            raise SettingsError("the partition selects no memory: the bank would be empty")
         t = torch.as_tensor(ids)
         bank = replace(self, keys=self.keys[t], values=self.values[t], users=self.users[ids],
                        lengths=self.lengths[ids], targets=self.targets[ids], tags=self.tags[ids],
@@ -363,15 +363,15 @@ class MemoryBank:
         return self.subset(select != invert)
 
     def by_popularity(self, item_counts: np.ndarray, lower: float = -np.inf, upper: float = np.inf,
-                      quantiles: bool = False) -> "MemoryBank":
-        """Memories whose target has lower <= count < upper interactions. With `quantiles`, the bounds
-        are quantiles in [0, 1] of the count distribution over items (padding row 0 excluded), e.g.
-        (0.8, 1.0) = the 20 % most popular items."""
+                      quantiles: bool = False, invert: bool = False) -> "MemoryBank":
+        """Memories whose target has lower <= count < upper interactions (all others if `invert`). With
+        `quantiles`, the bounds are quantiles in [0, 1] of the count distribution over items (padding row
+        0 excluded), e.g. (0.8, 1.0) = the 20 % most popular items."""
         counts = np.asarray(item_counts)
         if quantiles:
             lower, upper = popularity_thresholds(counts, lower, upper)
         c = counts[self.targets]
-        return self.subset((c >= lower) & (c < upper))
+        return self.subset(((c >= lower) & (c < upper)) != invert)
 
     def sample(self, fraction: float, seed: int = 0) -> "MemoryBank":
         """A uniformly drawn `fraction` of the memories (seeded)."""
@@ -399,9 +399,11 @@ def length_selection(lengths: np.ndarray, lower: int | None, upper: int | None, 
 
 
 def popularity_thresholds(item_counts: np.ndarray, q_lower: float, q_upper: float) -> tuple[float, float]:
-    """Count thresholds at the given quantiles of the per-item counts (items 1..n); q = 0 / 1 give
-    open bounds so that the extreme items are included."""
+    """Count thresholds at the given quantiles of the per-item counts (items 1..n that occur at all: a
+    user sample leaves many items out); q = 0 / 1 give open bounds so that the extreme items are
+    included."""
     counts = np.asarray(item_counts)[1:]
+    counts = counts[counts > 0] if (counts > 0).any() else counts
     lo = -np.inf if q_lower <= 0 else float(np.quantile(counts, q_lower))
     hi = np.inf if q_upper >= 1 else float(np.quantile(counts, q_upper))
     return lo, hi

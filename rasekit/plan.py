@@ -113,7 +113,7 @@ def long_tail_all(profile: str, datasets=None, seeds=None) -> list[Run]:
 
 
 NOTEBOOK_RUNS = {"01_main_results": main_results_all, "02_pretraining": stage1_runs,
-                 "03_long_tail": long_tail_all}
+                 "03_long_tail": long_tail_all, "04_memory_partitions": main_results_all}
 
 
 # ---- the plan ------------------------------------------------------------------------------------------
