@@ -107,7 +107,8 @@ def improvement_figure(table: pd.DataFrame):
                         ha="center", fontsize=8)
         ax.margins(y=0.12)
         ax.set_xticks(x, part["metric"])
-        ax.set_title(f"{name} ({int(part['seeds'].iloc[0])} seeds)")
+        seeds = int(part["seeds"].iloc[0])
+        ax.set_title(f"{name} ({seeds} seed{'s' if seeds != 1 else ''})")
     axes[0][0].legend(fontsize=8)
     return fig
 
