@@ -52,6 +52,13 @@ def _finetune(args) -> None:
                       **{k: round(v, 4) for k, v in rec["metrics"].items() if k.split("@")[1] in ("5", "10")}}))
 
 
+def _baseline(args) -> None:
+    from . import experiments
+    rec = experiments.baseline(args.dataset, args.name, args.profile, transition=args.transition)
+    print(json.dumps({"key": rec["key"], "model": rec["model"],
+                      **{k: round(v, 4) for k, v in rec["metrics"].items() if k.split("@")[1] in ("5", "10")}}))
+
+
 def _batch(args) -> None:
     from .runner import run_batch
     parameters = dict(_parameters(args.parameter))
@@ -140,6 +147,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrain-train", type=_settings, default=None, metavar="JSON",
                    help="training settings of the stage-1 run it starts from")
     p.set_defaults(func=_finetune)
+
+    p = sub.add_parser("baseline", help="a training-free baseline (popularity, item transitions), as a ledger run")
+    p.add_argument("--dataset", default="Beauty")
+    p.add_argument("--name", default="transition", choices=["popularity", "transition"])
+    p.add_argument("--profile", default=None, help=profile_help)
+    p.add_argument("--transition", type=_settings, default=None, metavar="JSON",
+                   help="item-transition settings, e.g. '{\"hops\": 1, \"hop_weights\": [1.0]}'")
+    p.set_defaults(func=_baseline)
 
     p = sub.add_parser("batch", help="run the notebooks with papermill into runs/executed/<time>-<profile>/")
     p.add_argument("--profile", default="default", help=profile_help)

@@ -15,6 +15,7 @@ import torch
 from . import data as datasets
 from . import ledger, paths, profiles, settings, store
 from .provenance import config_hash, git_commit, record as provenance
+from .evaluate import metrics, target_ranks
 from .train import TrainConfig, check_shapes, fit, load_checkpoint
 
 # Official settings (reference sections 4.1, 4.2 and 5); `full` uses them as they are.
@@ -123,7 +124,7 @@ def _finish(key, config, name, prof, result, device, wall, commit, task, meta) -
     np.savez_compressed(paths.ranks_dir() / f"{key}.npz", test=result["test_ranks"].astype(np.int32),
                         valid=result["valid_ranks"].astype(np.int32))
     kept = None
-    if prof.name in store.KEEP_WEIGHTS:  # the model holds the best epoch's weights after `fit`
+    if task is not None and prof.name in store.KEEP_WEIGHTS:  # the model holds the best epoch's weights
         kept = store.export_weights(key, meta, {k: v.cpu() for k, v in task.model.state_dict().items()})
     rec = {"key": key, "stage": config["stage"], "dataset": config["dataset"], "model": name,
            "seed": config["seed"], "profile": prof.name, "config": config,
@@ -302,3 +303,46 @@ def ranks(record: dict, part: str = "test", root: Path | None = None) -> np.ndar
 def dataset_statistics(names) -> "pd.DataFrame":
     import pandas as pd
     return pd.DataFrame([datasets.load(n).statistics() for n in names])
+
+
+BASELINES = ("popularity", "transition")
+
+
+def baseline(dataset: str = "Beauty", name: str = "transition", profile: str | None = None,
+             transition: dict | None = None, reuse_only: bool = False, log=print) -> dict | None:
+    """A training-free baseline (`rasekit.baselines`) on the test set, as a ledger run like the others:
+    reused if the ledger holds it (seconds to compute otherwise). `transition`: settings of the
+    item-transition heuristic that differ from its defaults."""
+    from dataclasses import asdict
+
+    from . import baselines
+    from .data import read_item_attributes, registry
+
+    settings.choice("baseline", name, BASELINES)
+    prof = profiles.get(profile)
+    heuristic = baselines.TransitionSettings(**settings.known(
+        "transition", transition, [f for f in baselines.TransitionSettings.__dataclass_fields__]))
+    config = {"stage": "baseline", "dataset": registry.get(dataset).name, "users": prof.users, "model": name,
+              "transition": asdict(heuristic) if name == "transition" else None, "seed": 0}
+    key = config_hash(config)
+    cached = ledger.get(key)
+    if cached or reuse_only:
+        if cached:
+            log(f"reusing {cached['model']} on {cached['dataset']} ({key})")
+        return cached
+    commit, start = git_commit(), time.perf_counter()
+    data = load_data(config["dataset"], prof)
+    if name == "popularity":
+        model = baselines.Popularity(data)
+    else:
+        attributes = read_item_attributes(registry.fetch(config["dataset"], files=("attributes",))["attributes"])
+        model = baselines.ItemTransition(data, attributes, heuristic)
+    ranks = {part: target_ranks(lambda i, inst=getattr(data, part): model.scores(inst.seqs[i], inst.lengths[i]),
+                                getattr(data, part).targets, chunk=512) for part in ("valid", "test")}
+    label = model.name + variant_label(transition or {}, asdict(baselines.TransitionSettings()))
+    result = {"metrics": metrics(ranks["test"]), "valid_metrics": metrics(ranks["valid"]), "best_epoch": None,
+              "epochs_run": 0, "history": [], "train_seconds": 0.0, "test_ranks": ranks["test"],
+              "valid_ranks": ranks["valid"]}
+    log(f"evaluated {label} on {config['dataset']} in {time.perf_counter() - start:.1f} s")
+    return _finish(key, config, label, prof, result, torch.device("cpu"), time.perf_counter() - start, commit,
+                   None, None)
