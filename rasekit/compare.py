@@ -71,11 +71,11 @@ def main_table(pairs: list[tuple[dict, dict]], user_ranks, metrics=PAPER_METRICS
             paper = PAPER.get((dataset, "RaSeRec"), {}).get(m)
             reported = REPORTED_DUOREC.get(dataset, {}).get(m)
             rows.append({"dataset": dataset, "metric": m, "seeds": len(mine),
-                         "DuoRec": base_vals.mean(), "DuoRec std": _std(base_vals),
+                         "DuoRec": base_vals.mean(), "DuoRec std": spread(base_vals),
                          "reported DuoRec": reported,
                          "DuoRec vs reported %": None if reported is None
                          else 100 * (base_vals.mean() / reported - 1),
-                         "RaSeRec": ras_vals.mean(), "RaSeRec std": _std(ras_vals),
+                         "RaSeRec": ras_vals.mean(), "RaSeRec std": spread(ras_vals),
                          "improvement %": 100 * (ras_vals.mean() / base_vals.mean() - 1),
                          "seeds improved": int((ras_vals > base_vals).sum()),
                          "p (paired)": paired_permutation_test(a, b),
@@ -84,7 +84,8 @@ def main_table(pairs: list[tuple[dict, dict]], user_ranks, metrics=PAPER_METRICS
     return pd.DataFrame(rows)
 
 
-def _std(values: np.ndarray) -> float:
+def spread(values: np.ndarray) -> float:
+    """Standard deviation over seeds (ddof 1; 0 for a single seed)."""
     return float(values.std(ddof=1)) if len(values) > 1 else 0.0
 
 
@@ -180,13 +181,13 @@ def versus_reference(records: list[dict], metrics=PAPER_METRICS) -> pd.DataFrame
         ref = by_key.get(rec["key"])
         peers = [r for r in reference
                  if (r["dataset"], r["model"], r["profile"]) == (rec["dataset"], rec["model"], rec["profile"])]
-        spread = {m: _std(np.array([r["metrics"][m] for r in peers])) if len(peers) > 1 else None
+        ref_spread = {m: spread(np.array([r["metrics"][m] for r in peers])) if len(peers) > 1 else None
                   for m in metrics}
         diffs = [rec["metrics"][m] - ref["metrics"][m] for m in metrics] if ref else []
-        judged = verdict(diffs, [spread[m] for m in metrics]) if ref else "no reference run"
+        judged = verdict(diffs, [ref_spread[m] for m in metrics]) if ref else "no reference run"
         paper = _published(rec["dataset"], rec["model"])
         rows += [{"dataset": rec["dataset"], "model": rec["model"], "seed": rec["seed"], "metric": m,
                   "yours": rec["metrics"][m], "reference": ref["metrics"][m] if ref else None,
                   "difference": rec["metrics"][m] - ref["metrics"][m] if ref else None,
-                  "reference spread": spread[m], "paper": paper.get(m), "verdict": judged} for m in metrics]
+                  "reference spread": ref_spread[m], "paper": paper.get(m), "verdict": judged} for m in metrics]
     return pd.DataFrame(rows)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .. import settings
-from ..compare import paired_permutation_test
+from ..compare import paired_permutation_test, spread
 from ..data import SplitData
 from ..evaluate import per_user
 
@@ -73,7 +73,7 @@ def group_table(runs: dict[str, list[dict]], ranks_of, instance_groups: np.ndarr
             per_seed = values[:, member].mean(axis=1)
             row = {"group": labels[g] if labels else g, "instances": int(member.sum()), "model": model,
                    "seeds": len(per_seed), metric: per_seed.mean(),
-                   f"{metric} std": per_seed.std(ddof=1) if len(per_seed) > 1 else 0.0}
+                   f"{metric} std": spread(per_seed)}
             if model == augmented and base in per_model:
                 a, b = per_model[base][:, member].mean(0), values[:, member].mean(0)
                 row["gain %"] = 100 * (b.mean() / a.mean() - 1) if a.mean() > 0 else np.nan
