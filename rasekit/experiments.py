@@ -204,11 +204,12 @@ def active_users(data: datasets.SplitData, lower: float | None, upper: float | N
 def finetune(dataset: str = "Beauty", backbone: str = "duorec", seed: int = 1, profile: str | None = None,
              ram: dict | None = None, train: dict | None = None, partition: dict | None = None,
              pretrain_seed: int | None = None, pretrain_train: dict | None = None, reuse_only: bool = False,
-             device=None, log=print) -> dict | None:
+             need_checkpoint: bool = False, device=None, log=print) -> dict | None:
     """Stage 2: RaSeRec on a frozen stage-1 encoder (trained first if the ledger lacks it); returns the
     ledger record. The stage-1 run uses the same seed unless `pretrain_seed` is given, and the official
     training settings changed by `pretrain_train`. With `reuse_only`, never trains: returns the ledger
-    record or None. Every setting of both stages is checked before any work starts."""
+    record or None. With `need_checkpoint`, a run whose trained module is not here is trained again with
+    its recorded settings (and says so). Every setting of both stages is checked before any work starts."""
     from .finetune import RaSeRecTask
 
     settings.choice("backbone", backbone, tuple(BACKBONES))
@@ -234,11 +235,14 @@ def finetune(dataset: str = "Beauty", backbone: str = "duorec", seed: int = 1, p
     config = finetune_config(base, backbone, seed, prof, ram, train, partition)
     key = config_hash(config)
     cached = ledger.get(key)
-    if cached:
+    if cached and (not need_checkpoint or has_weights(cached)):
         log(f"reusing {cached['model']} on {cached['dataset']} seed {seed} ({key})")
         return cached
     if reuse_only:
-        return None
+        return cached
+    if cached:
+        log(f"no weights of {cached['model']} on {cached['dataset']} seed {seed} ({key}) here: training it "
+            f"again with its recorded settings; the new run replaces its record")
     base = pretrain(**stage1, need_checkpoint=True)  # the weights, retrained if this cache lacks them
     data = load_data(config["dataset"], prof)
     commit, start = git_commit(), time.perf_counter()

@@ -77,7 +77,8 @@ def encode_instances(encoder: nn.Module, parts: list[Instances], batch_size: int
     With `share_prefixes` (and an encoder with `all_positions`), instances that are real prefixes of a
     user's sequence (not cut by the length cap) are read off one pass over that user's longest such
     prefix: a causal encoder gives every prefix's representation at its last position. On Beauty this
-    encodes about 26k sequences instead of 176k. Capped (sliding-window) instances are encoded alone.
+    encodes about 26k sequences instead of 176k. Capped (sliding-window) instances, and instances that
+    are not prefixes of their user's longest one (noisy copies, `rasekit.noise`), are encoded alone.
     """
     seqs = np.concatenate([p.seqs for p in parts])
     lengths = np.concatenate([p.lengths for p in parts])
@@ -87,13 +88,24 @@ def encode_instances(encoder: nn.Module, parts: list[Instances], batch_size: int
         whole[:] = False
     out = torch.empty(len(lengths), encoder.hidden_size)
     alone, shared = np.nonzero(~whole)[0], np.nonzero(whole)[0]
-    if len(alone):
-        out[torch.as_tensor(alone)] = encode(encoder, seqs[alone], lengths[alone], batch_size, device)
     if len(shared):
         order = shared[np.lexsort((-lengths[shared], users[shared]))]  # by user, longest first
+        agrees = _prefixes_of_carrier(seqs, lengths, users, order)
+        alone, order = np.concatenate([alone, order[~agrees]]), order[agrees]
         out[torch.as_tensor(order)] = _encode_shared(encoder, seqs, lengths, users, order, batch_size, device)
+    if len(alone):
+        out[torch.as_tensor(alone)] = encode(encoder, seqs[alone], lengths[alone], batch_size, device)
     bounds = np.cumsum([0] + [len(p) for p in parts])
     return [out[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _prefixes_of_carrier(seqs, lengths, users, order) -> np.ndarray:
+    """For instances `order` (grouped by user, longest first): whether each is a prefix of its user's
+    first instance, the carrier."""
+    starts = np.nonzero(np.r_[True, users[order][1:] != users[order][:-1]])[0]
+    carriers = np.repeat(order[starts], np.diff(np.r_[starts, len(order)]))
+    real = np.arange(seqs.shape[1]) < lengths[order][:, None]
+    return (~real | (seqs[order] == seqs[carriers])).all(axis=1)
 
 
 def _encode_shared(encoder, seqs, lengths, users, order, batch_size, device) -> torch.Tensor:
@@ -103,9 +115,6 @@ def _encode_shared(encoder, seqs, lengths, users, order, batch_size, device) -> 
     starts = np.nonzero(np.r_[True, users[order][1:] != users[order][:-1]])[0]
     sizes = np.diff(np.r_[starts, len(order)])
     carriers = order[starts]
-    real = np.arange(seqs.shape[1]) < lengths[order][:, None]
-    if not (~real | (seqs[order] == seqs[np.repeat(carriers, sizes)])).all():
-        raise ValueError("instances of a user are not prefixes of one sequence; use share_prefixes=False")
     out = torch.empty(len(order), encoder.hidden_size)
     with _frozen(encoder):
         for rows, width in _batches(lengths[carriers], batch_size, True, 8, seqs.shape[1]):

@@ -14,9 +14,10 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 
-from . import experiments, ledger, profiles, settings
+from . import experiments, ledger, paths, profiles, settings
 from .data import registry
 from .provenance import config_hash
+from .threads import choose as choose_threads
 
 
 @dataclass(frozen=True)
@@ -64,13 +65,16 @@ class Run:
     def label(self) -> str:
         return f"{self.model} on {self.dataset}, seed {self.seed} ({self.profile})"
 
-    def execute(self, reuse_only: bool = False, log=print) -> dict | None:
-        """The run's ledger record: reused, or trained now (None with `reuse_only` if not in the ledger)."""
+    def execute(self, reuse_only: bool = False, log=print, need_weights: bool = False) -> dict | None:
+        """The run's ledger record: reused, or trained now (None with `reuse_only` if not in the ledger).
+        `need_weights`: the trained model must be loadable here (stored weights or a checkpoint); a run
+        without them is trained again with its recorded settings."""
+        common = dict(train=dict(self.train) or None, reuse_only=reuse_only, need_checkpoint=need_weights,
+                      log=log)
         if self.stage == "pretrain":
             return experiments.pretrain(self.dataset, self.encoder, self.objective, self.seed, self.profile,
-                                        train=dict(self.train) or None, reuse_only=reuse_only, log=log)
-        return experiments.finetune(self.dataset, self.backbone, self.seed, self.profile,
-                                    train=dict(self.train) or None, reuse_only=reuse_only, log=log)
+                                        **common)
+        return experiments.finetune(self.dataset, self.backbone, self.seed, self.profile, **common)
 
 
 # ---- what each notebook needs -------------------------------------------------------------------------
@@ -102,7 +106,7 @@ def main_results_all(profile: str, datasets=None, seeds=None) -> list[Run]:
 
 
 def long_tail_runs(profile: str, datasets=None, seeds=None) -> dict[str, list[Run]]:
-    """Notebook 03: SASRec, DuoRec and RaSeRec on it, for every dataset and seed."""
+    """Notebooks 03 and 05: SASRec, DuoRec and RaSeRec on it, for every dataset and seed."""
     pairs = main_results_runs(profile, datasets, seeds)
     return {"SASRec": stage1_runs(profile, datasets, seeds, models=[("sasrec", "ce")]),
             "DuoRec": [base for base, _ in pairs], "RaSeRec": [augmented for _, augmented in pairs]}
@@ -113,7 +117,8 @@ def long_tail_all(profile: str, datasets=None, seeds=None) -> list[Run]:
 
 
 NOTEBOOK_RUNS = {"01_main_results": main_results_all, "02_pretraining": stage1_runs,
-                 "03_long_tail": long_tail_all, "04_memory_partitions": main_results_all}
+                 "03_long_tail": long_tail_all, "04_memory_partitions": main_results_all,
+                 "05_noise_robustness": long_tail_all}
 
 
 # ---- the plan ------------------------------------------------------------------------------------------
@@ -125,6 +130,7 @@ class Step:
     done: bool                              # the ledger holds its record
     needs: list[str] = field(default_factory=list)   # keys of the steps it waits for
     estimate_s: float | None = None         # CPU seconds (seconds x threads) it is expected to take
+    in_reference: bool = False              # the committed reference holds it (a user's ledger may not)
 
 
 def build(profile: str, notebooks=None, parameters: dict | None = None) -> dict[str, Step]:
@@ -150,7 +156,11 @@ def build(profile: str, notebooks=None, parameters: dict | None = None) -> dict[
         for run in runs_of(profile, **wanted):
             add(run)
     records = ledger.records()
+    reference = [] if paths.is_reference() else ledger.records(paths.reference_dir())
+    in_reference = {r["key"] for r in reference}
+    records += [r for r in reference if r["key"] not in {o["key"] for o in records}]  # times to learn from
     for step in steps.values():
+        step.in_reference = step.key in in_reference
         step.estimate_s = None if step.done else estimate(step.run, records)
     return steps
 
@@ -165,7 +175,8 @@ def _cpu_seconds(record: dict) -> float | None:
 
 
 def estimate(run: Run, records: list[dict]) -> float | None:
-    """CPU seconds of a run, from the recorded runs most like it: the same model, dataset and profile;
+    """CPU seconds of a run, from the recorded runs most like it (the user's and the reference's): the same
+    model, dataset and profile;
     else the same model and profile on another dataset, scaled by the size of the data; else the same
     stage and profile, scaled likewise. None when nothing alike was ever recorded."""
     size = registry.get(run.dataset).sequences.size
@@ -223,7 +234,8 @@ def describe(steps: dict[str, Step], profile: str) -> str:
             children.setdefault(need, []).append(step)
 
     def line(step: Step, indent: str) -> str:
-        status = "done" if step.done else f"todo, {_hours(step.estimate_s)}"
+        status = "done" if step.done else f"todo, {_hours(step.estimate_s)}" + (
+            "; the reference has it" if step.in_reference else "")
         return f"{indent}{step.key}  {step.run.label()}  [{status}]"
     for step in steps.values():
         if not step.needs:
@@ -235,18 +247,18 @@ def describe(steps: dict[str, Step], profile: str) -> str:
 # ---- execution -----------------------------------------------------------------------------------------
 
 def threads_per_worker(workers: int, cores: int | None = None) -> int:
-    """Threads for each of `workers` processes so that together they use the cores and no more: threads
-    of one process that outnumber its share wait on each other when the machine is busy."""
-    if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores // workers)
+    """Threads for each of `workers` processes so that together they use the free cores and no more:
+    threads of one process that outnumber its share wait on each other when the machine is busy.
+    `cores`: the cores to share (default: those the other processes leave free, or the user's
+    RASEKIT_THREADS / OMP_NUM_THREADS, as `rasekit.threads.choose` says)."""
+    return max(1, (cores or choose_threads()) // workers)
 
 
 def _execute(run: dict, threads: int, *_needs) -> str:
     """Run one step in a worker (`_needs`: results of the steps it waits for, so Ray orders them)."""
     import torch
     torch.set_num_threads(threads)
-    os.environ["OMP_NUM_THREADS"] = str(threads)
+    os.environ["OMP_NUM_THREADS"] = os.environ["RASEKIT_THREADS"] = str(threads)  # fit() reads these
     spec = Run(**{**run, "train": tuple(tuple(p) for p in run["train"])})
     record = spec.execute(log=lambda message: print(f"[{spec.label()}] {message}", flush=True))
     return record["key"]

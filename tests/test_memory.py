@@ -181,3 +181,14 @@ def test_shared_prefix_encoding_equals_one_pass_per_instance():
     plain = encode_instances(enc, parts, batch_size=16, share_prefixes=False)
     for a, b in zip(shared, plain):
         torch.testing.assert_close(a, b)
+
+
+def test_instances_that_are_not_prefixes_of_their_users_longest_are_encoded_alone():
+    from rasekit.noise import Noise, perturb
+    rng = np.random.default_rng(2)
+    seqs = {u: rng.integers(1, 31, rng.integers(4, 12)).tolist() for u in range(1, 31)}
+    data = split("toy", seqs, max_len=10, n_items=30)
+    noisy = perturb(data.train, Noise(0.3), 30, part="train")  # each prefix gets its own noise
+    enc = MeanEncoder(30)
+    shared, = encode_instances(enc, [noisy], batch_size=16)
+    torch.testing.assert_close(shared, encode(enc, noisy.seqs, noisy.lengths, batch_size=16, trim=False))

@@ -19,6 +19,19 @@ def test_the_plan_finds_the_committed_full_runs_under_the_notebooks_keys(monkeyp
     assert "in the ledger" in out and "CPU-h on the longest chain" in out and "└ " in out
 
 
+def test_a_fresh_users_plan_learns_its_estimates_from_the_reference(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RASEKIT_OUTPUT", str(tmp_path / "own"))  # an empty ledger of the user's own
+    steps = plan.build("full", ["01_main_results"])
+    assert not any(step.done for step in steps.values()) and all(s.in_reference for s in steps.values())
+    reference = {r["key"]: r for r in ledger.records(paths.REPO_ROOT)}
+    duorec = next(s for s in steps.values() if s.run.model == "DuoRec" and s.run.dataset == "Beauty")
+    recorded = sorted(plan._cpu_seconds(r) for r in reference.values()
+                      if r["model"] == "DuoRec" and r["dataset"] == "Beauty" and r["profile"] == "full")
+    assert duorec.estimate_s == recorded[len(recorded) // 2]  # the median of the reference's own runs
+    assert main(["plan", "--profile", "full", "01_main_results"]) == 0
+    assert "the reference has it" in capsys.readouterr().out
+
+
 def test_estimates_come_from_similar_recorded_runs():
     done = {"model": "DuoRec", "dataset": "Beauty", "profile": "full", "stage": "pretrain",
             "provenance": {"train_seconds": 3000.0, "device": "cpu: AMD EPYC, 2 threads"}}

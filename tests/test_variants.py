@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from rasekit import experiments, ledger, paths, settings, store, variants
+from rasekit.noise import Noise
 
 from .test_experiments import tiny  # noqa: F401  (fixture: a 300-user, 1-epoch smoke profile)
 
@@ -45,5 +46,21 @@ def test_impossible_variants_are_refused(parent):
     with pytest.raises(settings.SettingsError, match="holds only .* memories after the partition"):
         variants.evaluate(parent, variants.TestVariant(k=200, partition={"by": "sample", "fraction": 0.01}),
                           log=lambda *_: None)
-    with pytest.raises(ValueError, match="variants are of stage-2 runs"):
-        variants.evaluate(ledger.get(parent["config"]["backbone_key"]), variants.TestVariant())
+    with pytest.raises(settings.SettingsError, match=r"\['k'\] change retrieval"):
+        variants.evaluate(ledger.get(parent["config"]["backbone_key"]), variants.TestVariant(k=5))
+    with pytest.raises(settings.SettingsError, match="noise ratio=1.5 is not allowed"):
+        variants.TestVariant(noise=Noise(1.5))
+
+
+def test_noise_variants_of_both_stages(parent):
+    backbone = ledger.get(parent["config"]["backbone_key"])
+    quiet = lambda *_: None  # noqa: E731
+    clean = variants.evaluate(backbone, variants.TestVariant(noise=Noise(0.0)), log=quiet)
+    assert np.array_equal(experiments.ranks(clean), experiments.ranks(backbone))  # ratio 0 = the parent
+    noisy = variants.evaluate(backbone, variants.TestVariant(noise=Noise(0.5)), log=quiet)
+    assert not np.array_equal(experiments.ranks(noisy), experiments.ranks(backbone))
+    assert noisy["model"].endswith("noise=(ratio=0.5, mode=replace, seed=0, bank=clean)")
+    for bank in ("clean", "noisy"):
+        rec = variants.evaluate(parent, variants.TestVariant(noise=Noise(0.5, bank=bank)), log=quiet)
+        assert not np.array_equal(experiments.ranks(rec), experiments.ranks(parent))
+    assert variants.evaluate(parent, variants.TestVariant(noise=Noise(0.0)), log=quiet)["metrics"] == parent["metrics"]

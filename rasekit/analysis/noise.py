@@ -1,0 +1,92 @@
+"""Robustness to noisy input sequences (notebook 05): trained models evaluated on test sequences with a
+share of their items replaced (or inserted) at random, at several noise ratios.
+
+The paper's protocol is unknown (reference section 7.5). The kit's choice, each a parameter:
+* test-time noise on the trained models (no retraining): the same seeded noisy sequences for every model
+  and seed (`rasekit.noise`);
+* stage 2's memory bank built from the clean training sequences by default, or from equally noisy ones;
+* the relative drop of each metric against the same model on clean inputs, per seed, then averaged.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .. import settings
+from ..noise import Noise
+from ..variants import TestVariant
+
+RATIOS = (0.0, 0.05, 0.1, 0.15, 0.2)
+
+
+def check_ratios(ratios) -> list[float]:
+    ratios = [settings.real("noise ratio", r, 0.0, 1.0) for r in ratios]
+    if not ratios:
+        raise settings.SettingsError("ratios=[] is not allowed: expected at least one noise ratio")
+    return sorted(set(ratios) | {0.0})  # the clean inputs are the reference of every drop
+
+
+def run_noise(parents: dict[str, list[dict]], ratios=RATIOS, mode: str = "replace", bank: str = "clean",
+              noise_seed: int = 0, log=print) -> list[dict]:
+    """Every (model, parent run, ratio) as a test-time variant; `parents` maps a model's name to its
+    trained runs (ledger records). Each variant is cached in the ledger: a second call only reads."""
+    from .. import variants
+
+    ratios = check_ratios(ratios)
+    results = []
+    for model, records in parents.items():
+        for parent in records:
+            for ratio in ratios:
+                noise = Noise(ratio, mode, noise_seed, bank)
+                rec = variants.evaluate(parent, TestVariant(noise=noise), log=log)
+                results.append({"model": model, "dataset": parent["dataset"], "seed": parent["seed"],
+                                "ratio": ratio, "record": rec})
+    return results
+
+
+def noise_table(results: list[dict], metrics=("HR@10", "NDCG@10")) -> pd.DataFrame:
+    """One row per (dataset, model, ratio): each metric's mean and spread over seeds, and its drop
+    against the clean inputs in percent (per seed against the same run's ratio 0, then averaged)."""
+    frame = pd.DataFrame([{"dataset": r["dataset"], "model": r["model"], "seed": r["seed"],
+                           "ratio": r["ratio"], **{m: r["record"]["metrics"][m] for m in metrics}}
+                          for r in results])
+    clean = frame[frame["ratio"] == 0.0].set_index(["dataset", "model", "seed"])
+    rows = []
+    for (dataset, model, ratio), part in frame.groupby(["dataset", "model", "ratio"], sort=False):
+        row = {"dataset": dataset, "model": model, "ratio": ratio, "seeds": len(part)}
+        for m in metrics:
+            base = clean.loc[[(dataset, model, s) for s in part["seed"]], m].to_numpy()
+            drops = 100 * (1 - part[m].to_numpy() / base)
+            row[m] = part[m].mean()
+            row[f"{m} std"] = part[m].std(ddof=1) if len(part) > 1 else 0.0
+            row[f"{m} drop %"] = drops.mean()
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def noise_figure(table: pd.DataFrame, metric: str = "NDCG@10", title: str = ""):
+    """Left: `metric` against the noise ratio per model (with the seed spread); right: its drop in
+    percent against the clean inputs."""
+    import matplotlib.pyplot as plt
+
+    fig, (ax, drop) = plt.subplots(1, 2, figsize=(9.0, 3.4))
+    for model, part in table.groupby("model", sort=False):
+        x = 100 * part["ratio"].to_numpy()
+        ax.errorbar(x, part[metric], yerr=part[f"{metric} std"], marker="o", capsize=2, label=model)
+        drop.plot(x, part[f"{metric} drop %"], marker="o", label=model)
+    ax.set(xlabel="noise ratio (%)", ylabel=metric, title=title)
+    drop.set(xlabel="noise ratio (%)", ylabel=f"{metric} drop against clean (%)")
+    drop.axhline(0, color="grey", lw=0.6, ls=":")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def robustness_gap(table: pd.DataFrame, metric: str = "NDCG@10") -> pd.DataFrame:
+    """Per dataset and ratio: RaSeRec's drop minus each other model's drop (negative = RaSeRec loses less)."""
+    wide = table.pivot_table(index=["dataset", "ratio"], columns="model", values=f"{metric} drop %")
+    others = [c for c in wide.columns if not c.startswith("RaSeRec")]
+    raserec = [c for c in wide.columns if c.startswith("RaSeRec")]
+    if not raserec:
+        return pd.DataFrame()
+    return pd.DataFrame({f"RaSeRec - {o} (pp)": wide[raserec[0]] - wide[o] for o in others}).reset_index()
