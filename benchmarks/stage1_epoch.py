@@ -4,13 +4,13 @@
     RASEKIT_DATA_DIR=... python benchmarks/stage1_epoch.py --learn 3 [--max-batches 514]
 
 Timing mode runs each side in its own subprocess (so peak memory can be told apart) through the kit's own
-training loop (`rasekit.train.fit`, as `python -m rasekit pretrain` runs it): every batch of the epoch
+training loop (`rasekit.stages.loop.fit`, as `python -m rasekit pretrain` runs it): every batch of the epoch
 with its assembly and same-target sampling, validation on all users, the checkpoint. It prints the epoch
 time `fit` reports (the one `pretrain` prints), the ratio of the two sides, and a floor: the matrix
 products of one epoch (counted by the torch profiler) divided by the rate this machine's BLAS reaches on
 the same shapes, i.e. the epoch time if everything but the matrix products cost nothing.
 
-* kit: `rasekit.objectives.DuoRec` on `rasekit.encoders.SASRec` (length groups, fused causal attention
+* kit: `rasekit.models.objectives.DuoRec` on `rasekit.models.encoders.SASRec` (length groups, fused causal attention
   when possible, last layer for one row, cheap dropout masks, one grouped pass over 3B sequences, fused
   score cross-entropy);
 * reference: the straightforward way, as in the official code: every sequence padded to 50, attention
@@ -39,12 +39,12 @@ import torch
 from torch.nn import functional as F
 
 from rasekit.data import load
-from rasekit.encoders import make_encoder
+from rasekit.models.encoders import make_encoder
 from rasekit.evaluate import metrics, target_ranks
-from rasekit.objectives import make_objective
-from rasekit.pretrain import PretrainTask
-from rasekit.provenance import device_name, git_commit
-from rasekit.train import TrainConfig, fit
+from rasekit.models.objectives import make_objective
+from rasekit.stages.pretraining import PretrainTask
+from rasekit.runs.provenance import device_name, git_commit
+from rasekit.stages.loop import TrainConfig, fit
 
 BATCH = 256
 LMD_SEM = 0.1
@@ -179,7 +179,7 @@ def compare_times(args) -> None:
     torch.set_num_threads(args.threads)  # for the device line
     results = {side: run_side(side, args) for side in args.sides}
     print(f"DuoRec us_x on Beauty, batch {BATCH}: {args.epochs} whole training epoch(s) per side through "
-          f"rasekit.train.fit (batches, sampling, validation, checkpoint), "
+          f"rasekit.stages.loop.fit (batches, sampling, validation, checkpoint), "
           f"{device_name('cpu')}, torch {torch.__version__}, commit {git_commit()[:8]}")
     for side, r in results.items():
         print(f"  {side:9s}: {statistics.median(r['epoch_s']):7.1f} s/epoch (each: {r['epoch_s']}), "

@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 from rasekit.data import load
-from rasekit.encoders import make_encoder
-from rasekit.finetune import RaSeRecTask
-from rasekit.memory import MemoryBank
+from rasekit.models.encoders import make_encoder
+from rasekit.stages.finetuning import RaSeRecTask
+from rasekit.memory.bank import MemoryBank
 
 
 def make(n_items: int, checkpoint: str | None) -> nn.Module:

@@ -1,5 +1,6 @@
 """rasekit: a reproducibility kit for RaSeRec (Retrieval-Augmented Sequential Recommendation, Zhao et
-al., arXiv 2412.18378). Stage 1 (`encoders`, `objectives`, `pretrain`), stage 2 (`memory`, `ram`,
-`finetune`), evaluation, training loop, cached experiments and reports; see README.md."""
+al., arXiv 2412.18378). `data` (datasets and the protocol), `models` (encoders, objectives, the RAM,
+baselines), `memory` (the bank and retrieval), `stages` (the training loop, stage 1 and stage 2 as
+tasks), `runs` (cached runs, the ledger, the plan), `analysis` and `report`; see README.md."""
 
 __version__ = "0.1.0"

@@ -5,11 +5,11 @@ import argparse
 import json
 import sys
 
-from . import ledger, profiles
+from rasekit.runs import ledger, profiles
 
 
 def _stats(args) -> None:
-    from . import data
+    from rasekit import data
     stats = data.load(args.dataset, download=not args.offline).statistics()
     if args.json:
         print(json.dumps(stats))
@@ -24,7 +24,7 @@ def _stats(args) -> None:
 
 
 def _results(args) -> None:
-    from . import paths
+    from rasekit.runs import paths
     root = paths.reference_dir() if args.reference else None
     if args.json:
         for rec in ledger.records(root):
@@ -37,7 +37,7 @@ def _results(args) -> None:
 
 
 def _pretrain(args) -> None:
-    from . import experiments
+    from rasekit.runs import experiments
     rec = experiments.pretrain(args.dataset, args.encoder, args.objective, args.seed, args.profile,
                                train=args.train)
     print(json.dumps({"key": rec["key"], "model": rec["model"], "best_epoch": rec["best_epoch"],
@@ -45,7 +45,7 @@ def _pretrain(args) -> None:
 
 
 def _finetune(args) -> None:
-    from . import experiments
+    from rasekit.runs import experiments
     rec = experiments.finetune(args.dataset, backbone=args.backbone, seed=args.seed, profile=args.profile,
                                ram=args.ram, train=args.train, pretrain_train=args.pretrain_train)
     print(json.dumps({"key": rec["key"], "model": rec["model"], "best_epoch": rec["best_epoch"],
@@ -53,27 +53,35 @@ def _finetune(args) -> None:
 
 
 def _baseline(args) -> None:
-    from . import experiments
+    from rasekit.runs import experiments
     rec = experiments.baseline(args.dataset, args.name, args.profile, transition=args.transition)
     print(json.dumps({"key": rec["key"], "model": rec["model"],
                       **{k: round(v, 4) for k, v in rec["metrics"].items() if k.split("@")[1] in ("5", "10")}}))
 
 
 def _batch(args) -> None:
-    from .runner import run_batch
+    from rasekit.runs.runner import run_batch
     parameters = dict(_parameters(args.parameter))
     run_batch(args.profile, notebooks=args.notebooks or None, parameters=parameters, reference=args.reference)
 
 
 def _promote(args) -> None:
-    from . import paths, store
+    from rasekit.runs import paths, store
     keys = store.promote(args.keys or None, args.profile)
     print(f"promoted {len(keys)} runs into the reference ({paths.ledger_dir(paths.reference_dir())})"
           + "".join(f"\n  {k}" for k in keys))
 
 
+def _migrate(args) -> None:
+    from rasekit.runs import keys, paths
+    root = paths.reference_dir() if args.reference else paths.output_dir()
+    renamed = keys.migrate(root, cache=None if not args.reference else paths.cache_dir() / "no-checkpoints")
+    print(f"{len(renamed)} runs renamed to schema-{keys.SCHEMA} keys under {root}" if renamed
+          else f"every run under {root} has its schema-{keys.SCHEMA} key")
+
+
 def _plan(args) -> int:
-    from . import plan
+    from rasekit.runs import plan
     parameters = dict(_parameters(args.parameter))
     steps = plan.build(args.profile, args.notebooks or None, parameters)
     print(plan.describe(steps, profiles.get(args.profile).name))
@@ -169,6 +177,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("keys", nargs="*", help="run keys (default: all your runs, or those of --profile)")
     p.add_argument("--profile", default=None, help="only runs of this profile")
     p.set_defaults(func=_promote)
+
+    p = sub.add_parser("migrate", help="rename runs of older key schemas (records, ranks, weights, checkpoints)")
+    p.add_argument("--reference", action="store_true",
+                   help="the committed reference instead of your own runs (checkpoints are left alone)")
+    p.set_defaults(func=_migrate)
 
     p = sub.add_parser("plan", help="the training runs the notebooks need (graph, status, estimated CPU "
                                     "time); --run runs the missing ones")

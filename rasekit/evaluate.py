@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .settings import METRIC_DEPTHS as KS
+from rasekit.settings import METRIC_DEPTHS as KS
 
 
 class NonFiniteScoresError(ValueError):

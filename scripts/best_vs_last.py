@@ -4,11 +4,11 @@ holds: shows whether early stopping left accuracy on the table.
 KEY: a stage-1 run of the ledger (`python -m rasekit results`); its checkpoints must be in the cache."""
 import sys
 
-from rasekit import experiments, ledger, profiles
+from rasekit.runs import experiments, ledger, profiles
 from rasekit.evaluate import metrics
-from rasekit.objectives import make_objective
-from rasekit.pretrain import PretrainTask
-from rasekit.train import evaluate_part
+from rasekit.models.objectives import make_objective
+from rasekit.stages.pretraining import PretrainTask
+from rasekit.stages.loop import evaluate_part
 
 SHOWN = ("HR@5", "HR@10", "NDCG@5", "NDCG@10")
 

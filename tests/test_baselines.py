@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from rasekit import baselines, experiments, ledger
+from rasekit.models import baselines
+from rasekit.runs import experiments, ledger
 from rasekit.data import split
 from rasekit.settings import SettingsError
 

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from rasekit import ledger
+from rasekit.runs import ledger
 from rasekit.cli import main
 
 from .test_ledger import record

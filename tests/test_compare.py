@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from rasekit.compare import main_table, paired_permutation_test, seed_summary
+from rasekit.analysis.compare import main_table, paired_permutation_test, seed_summary
 
 
 def test_permutation_test_separates_real_and_null_differences():

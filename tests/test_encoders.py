@@ -3,8 +3,8 @@ parameter count, determinism, and the cheap dropout masks."""
 import pytest
 import torch
 
-from rasekit.dropout import dropout, dropout_add, has_fast_mask, keep_mask
-from rasekit.encoders import SASRec, length_groups, make_encoder
+from rasekit.models.dropout import dropout, dropout_add, has_fast_mask, keep_mask
+from rasekit.models.encoders import SASRec, length_groups, make_encoder
 
 N_ITEMS = 40
 WIDTH = 12

@@ -3,7 +3,7 @@ stage 2 finds its stage-1 run there."""
 import numpy as np
 import pytest
 
-from rasekit import experiments, ledger, profiles, provenance
+from rasekit.runs import experiments, ledger, profiles, provenance
 
 
 @pytest.fixture

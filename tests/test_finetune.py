@@ -6,11 +6,11 @@ from torch import nn
 
 from rasekit.data import split
 from rasekit.evaluate import metrics, target_ranks
-from rasekit.finetune import RaSeRecTask
+from rasekit.stages.finetuning import RaSeRecTask
 
 
 class MeanEncoder(nn.Module):
-    """Stand-in encoder with the rasekit.encoders interface: mean of the prefix's item embeddings."""
+    """Stand-in encoder with the rasekit.models.encoders interface: mean of the prefix's item embeddings."""
 
     def __init__(self, n_items: int, hidden: int = 16):
         super().__init__()
@@ -105,7 +105,7 @@ def test_seeded_ram_and_bank_partition(data):
 
 
 def test_inspection_lists_memories_and_attention(data):
-    from rasekit.inspection import inspect, query_summary
+    from rasekit.analysis.inspection import inspect, query_summary
     task = make_task(data, index="exact", beta=0.5)
     frame, weights = inspect(task, "test", 3)
     found = task.retrieved["test"]
@@ -120,7 +120,7 @@ def test_inspection_lists_memories_and_attention(data):
 
 def test_frozen_item_cross_entropy_equals_cross_entropy():
     from torch.nn import functional as F
-    from rasekit.finetune import frozen_item_cross_entropy
+    from rasekit.stages.finetuning import frozen_item_cross_entropy
     g = torch.Generator().manual_seed(0)
     items, y = torch.randn(50, 8, generator=g), torch.randint(0, 50, (37,), generator=g)
     h1 = torch.randn(37, 8, generator=g, requires_grad=True)

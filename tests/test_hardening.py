@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from rasekit import experiments, ledger, paths, runner, settings
+from rasekit.runs import experiments, ledger, paths, runner
+from rasekit import settings
 from rasekit.cli import main
 from rasekit.data import DataFormatError, load_file
-from rasekit.encoders import make_encoder
+from rasekit.models.encoders import make_encoder
 from rasekit.evaluate import NonFiniteScoresError, metrics, target_ranks
-from rasekit.train import CheckpointError, DivergedError, TrainConfig, fit, save_atomic
+from rasekit.stages.loop import CheckpointError, DivergedError, TrainConfig, fit, save_atomic
 
 from .test_experiments import tiny  # noqa: F401  (fixture: a 300-user, 1-epoch smoke profile)
 from .test_ledger import record
@@ -128,7 +129,7 @@ def test_a_negative_seed_on_the_command_line_says_what_is_allowed(capsys):
 
 
 def test_a_partition_smaller_than_k_is_refused_before_training(tiny):  # noqa: F811
-    from rasekit.finetune import RaSeRecTask
+    from rasekit.stages.finetuning import RaSeRecTask
     data = experiments.load_data("Beauty", experiments.profiles.get(tiny))
     keep_ten = lambda bank: bank.subset(np.arange(len(bank)) < 10)  # noqa: E731
     with pytest.raises(settings.SettingsError, match="holds only 10 memories after the partition"):
@@ -248,9 +249,9 @@ def test_ratings_csv_header_and_duplicates(tmp_path):
 # --- 7. the evaluation chunk moves a rank only at a float near-tie ------------------------------------------
 
 def test_chunk_size_moves_a_rank_only_by_one_and_only_at_a_near_tie(beauty):
-    from rasekit.objectives import make_objective
-    from rasekit.pretrain import PretrainTask
-    from rasekit.train import evaluate_part
+    from rasekit.models.objectives import make_objective
+    from rasekit.stages.pretraining import PretrainTask
+    from rasekit.stages.loop import evaluate_part
 
     torch.manual_seed(0)
     task = PretrainTask(make_encoder("sasrec", beauty.n_items), make_objective("ce"), beauty, "cpu")
@@ -278,7 +279,7 @@ class _Exploit:
 
 
 def test_a_malicious_pickle_is_refused_and_runs_no_code(tmp_path, monkeypatch):
-    from rasekit.train import load_checkpoint
+    from rasekit.stages.loop import load_checkpoint
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "evil.pt"
     torch.save({"meta": META, "model": _Exploit()}, path)

@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from rasekit import ledger, profiles
-from rasekit.provenance import config_hash
+from rasekit.runs import ledger, profiles
+from rasekit.runs.provenance import config_hash
 
 
 def record(key="abc", profile="full", hr=0.08):

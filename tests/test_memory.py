@@ -5,11 +5,11 @@ import torch
 from torch import nn
 
 from rasekit.data import Instances, split
-from rasekit.memory import MemoryBank, encode, encode_instances, keep_mask, length_selection, popularity_thresholds
+from rasekit.memory.bank import MemoryBank, encode, encode_instances, not_self_or_future, length_selection, popularity_thresholds
 
 
 class MeanEncoder(nn.Module):
-    """Stand-in encoder: mean of the item embeddings of the prefix (same interface as rasekit.encoders)."""
+    """Stand-in encoder: mean of the item embeddings of the prefix (same interface as rasekit.models.encoders)."""
 
     def __init__(self, n_items: int, hidden: int = 16, seed: int = 0):
         super().__init__()
@@ -41,12 +41,12 @@ def random_bank(n, d=16, kind="exact", seed=0, n_users=50, **kw):
     return MemoryBank.from_arrays(keys, values, inst, kind=kind, **kw), keys
 
 
-def test_keep_mask_is_the_official_filter():
+def test_not_self_or_future_is_the_official_filter():
     # candidates: self, same user longer, same user shorter, other user longer, other user shorter
     bank_users = np.array([1, 1, 1, 2, 2])
     bank_lengths = np.array([3, 5, 2, 10, 1])
     cand = np.array([[0, 1, 2, 3, 4, -1]])
-    keep = keep_mask(cand, bank_users, bank_lengths, np.array([1]), np.array([3]))
+    keep = not_self_or_future(cand, bank_users, bank_lengths, np.array([1]), np.array([3]))
     assert keep.tolist() == [[False, False, True, True, True, False]]
 
 
@@ -184,7 +184,7 @@ def test_shared_prefix_encoding_equals_one_pass_per_instance():
 
 
 def test_instances_that_are_not_prefixes_of_their_users_longest_are_encoded_alone():
-    from rasekit.noise import Noise, perturb
+    from rasekit.data.noise import Noise, perturb
     rng = np.random.default_rng(2)
     seqs = {u: rng.integers(1, 31, rng.integers(4, 12)).tolist() for u in range(1, 31)}
     data = split("toy", seqs, max_len=10, n_items=30)

@@ -4,7 +4,7 @@ import pytest
 
 from rasekit.data import Instances
 from rasekit.data.protocol import split
-from rasekit.noise import Noise, noisy_data, perturb
+from rasekit.data.noise import Noise, noisy_data, perturb
 from rasekit.settings import SettingsError
 
 N_ITEMS = 30

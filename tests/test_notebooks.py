@@ -3,7 +3,7 @@ each of its figures inline, and saves no widget that a reopened notebook could n
 import nbformat
 import pytest
 
-from rasekit import paths, runner
+from rasekit.runs import paths, runner
 
 NOTEBOOKS = runner.notebook_paths()
 

@@ -3,10 +3,10 @@ should, and the ablation table's drops are computed against "All" of the same se
 import numpy as np
 import pytest
 
-from rasekit import experiments
+from rasekit.runs import experiments
 from rasekit.analysis import partitions
 from rasekit.data import split
-from rasekit.memory import MemoryBank
+from rasekit.memory.bank import MemoryBank
 from rasekit.settings import SettingsError
 
 # 8 users with sequences of lengths 4 to 11: 1 + 2 + ... + 8 = 36 training prefixes.

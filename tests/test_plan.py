@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from rasekit import ledger, paths, plan
+from rasekit.runs import ledger, paths, plan
 from rasekit.cli import main
 
 

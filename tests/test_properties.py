@@ -7,9 +7,10 @@ import warnings
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from rasekit import experiments, settings
+from rasekit.runs import experiments
+from rasekit import settings
 from rasekit.data import DataFormatError, load_file, read_item_attributes
-from rasekit.train import TrainConfig
+from rasekit.stages.loop import TrainConfig
 
 KIT_ERRORS = (DataFormatError, settings.SettingsError)
 EXAMPLES = hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from rasekit import ledger, paths, provenance
+from rasekit.runs import ledger, paths, provenance
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")

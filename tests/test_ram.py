@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from rasekit.ram import CrossAttention, RetrievalAugmentedModule
+from rasekit.models.ram import CrossAttention, RetrievalAugmentedModule
 
 D, K = 16, 5
 

@@ -6,8 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rasekit.data import (DataFormatError, load_file, read_inter, read_item_attributes, read_ratings_csv,
-                          read_sequences)
+from rasekit.data import (DataFormatError, load_file, read_inter, read_item_attributes, read_ratings_csv, read_sequences)
 from rasekit.data.preprocess import k_core, to_sequences
 
 pytestmark = pytest.mark.usefixtures("no_network")

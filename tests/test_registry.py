@@ -7,10 +7,9 @@ import urllib.error
 
 import pytest
 
-from rasekit import paths
+from rasekit.runs import paths
 from rasekit.data import registry
-from rasekit.data.registry import (ChecksumError, DataFile, Dataset, DataUnavailableError,
-                                   UnknownDatasetError)
+from rasekit.data.registry import ChecksumError, DataFile, Dataset, DataUnavailableError, UnknownDatasetError
 
 pytestmark = pytest.mark.usefixtures("no_network")
 

@@ -5,8 +5,9 @@ import shutil
 import pytest
 import torch
 
-from rasekit import compare, experiments, ledger, paths, runner, store
-from rasekit.train import CheckpointError
+from rasekit.analysis import compare
+from rasekit.runs import experiments, ledger, paths, runner, store
+from rasekit.stages.loop import CheckpointError
 
 from .test_experiments import tiny  # noqa: F401  (fixture: a 300-user, 1-epoch smoke profile)
 from .test_ledger import record

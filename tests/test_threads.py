@@ -3,8 +3,8 @@ keeps that count to the end, resumes included."""
 import pytest
 import torch
 
-from rasekit import threads
-from rasekit.train import TrainConfig, fit
+from rasekit.runs import threads
+from rasekit.stages.loop import TrainConfig, fit
 
 from .test_train import META, ToyTask
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from rasekit.train import CheckpointError, TrainConfig, fit, load_checkpoint
+from rasekit.stages.loop import CheckpointError, TrainConfig, fit, load_checkpoint
 
 
 class ToyTask:

@@ -3,8 +3,9 @@ that name the parent; the variant that changes nothing gives exactly the parent'
 import numpy as np
 import pytest
 
-from rasekit import experiments, ledger, paths, settings, store, variants
-from rasekit.noise import Noise
+from rasekit.runs import experiments, ledger, paths, store, variants
+from rasekit import settings
+from rasekit.data.noise import Noise
 
 from .test_experiments import tiny  # noqa: F401  (fixture: a 300-user, 1-epoch smoke profile)
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .. import settings
-from ..compare import paired_permutation_test, spread
-from ..data import SplitData
-from ..evaluate import per_user
+from rasekit import settings
+from rasekit.analysis.compare import paired_permutation_test, spread
+from rasekit.data import SplitData
+from rasekit.evaluate import per_user
 
 RULES = ("interactions", "items")
 COLORS = {"SASRec": "#4C72B0", "DuoRec": "#DD8452", "RaSeRec": "#55A868"}  # the same in every figure

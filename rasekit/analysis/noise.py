@@ -3,7 +3,7 @@ share of their items replaced (or inserted) at random, at several noise ratios.
 
 The paper's protocol is unknown (reference section 7.5). The kit's choice, each a parameter:
 * test-time noise on the trained models (no retraining): the same seeded noisy sequences for every model
-  and seed (`rasekit.noise`);
+  and seed (`rasekit.data.noise`);
 * stage 2's memory bank built from the clean training sequences by default, or from equally noisy ones;
 * the relative drop of each metric against the same model on clean inputs, per seed, then averaged.
 """
@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .. import settings
-from ..noise import Noise
-from ..variants import TestVariant
+from rasekit import settings
+from rasekit.data.noise import Noise
+from rasekit.runs.variants import TestVariant
 
 RATIOS = (0.0, 0.05, 0.1, 0.15, 0.2)
 
@@ -30,9 +30,12 @@ def run_noise(parents: dict[str, list[dict]], ratios=RATIOS, mode: str = "replac
               noise_seed: int = 0, log=print) -> list[dict]:
     """Every (model, parent run, ratio) as a test-time variant; `parents` maps a model's name to its
     trained runs (ledger records). Each variant is cached in the ledger: a second call only reads."""
-    from .. import variants
+    from rasekit.runs import variants
 
     ratios = check_ratios(ratios)
+    if not any(parents.values()):
+        raise ValueError("no trained run to evaluate: none of the runs is in the ledger with its weights here "
+                         "(train them, e.g. with reuse_only=False, or promote yours into the reference)")
     results = []
     for model, records in parents.items():
         for parent in records:

@@ -16,9 +16,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .. import settings
-from ..data import SplitData
-from ..variants import TestVariant
+from rasekit import settings
+from rasekit.data import SplitData
+from rasekit.runs.variants import TestVariant
 
 DIMENSIONS = ("length", "popularity", "activity")
 
@@ -105,7 +105,7 @@ def ablation_figure(table: pd.DataFrame, metric: str = "NDCG@5", title: str = ""
 def run_ablation(parent: dict, data: SplitData, n_parts: int = 3, log=print) -> list[dict]:
     """Every removal of `removals` and its random control, as test-time variants of the stage-2 run
     `parent` (each cached in the ledger: a second call only reads them back)."""
-    from .. import variants
+    from rasekit.runs import variants
 
     results, full = [], None
     for dimension, removed, variant in removals(data, n_parts):

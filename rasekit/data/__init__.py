@@ -3,15 +3,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .protocol import Instances, SameTargetIndex, SplitData, split
-from .readers import DataFormatError, read_inter, read_item_attributes, read_ratings_csv, read_sequences
-from .registry import DATASETS, ChecksumError, DataUnavailableError, UnknownDatasetError, fetch
+from rasekit.data.protocol import Instances, SameTargetIndex, SplitData, split
+from rasekit.data.readers import DataFormatError, read_inter, read_item_attributes, read_ratings_csv, read_sequences
+from rasekit.data.registry import DATASETS, ChecksumError, DataUnavailableError, UnknownDatasetError, fetch
 
 
 def load(name: str, max_len: int = 50, download: bool = True, users: int | None = None) -> SplitData:
     """A registered dataset, verified, read and split by the protocol. `users` keeps a seeded random
     sample of that many users (the smoke profile); item ids and the item count stay those of the full set."""
-    from .registry import get
+    from rasekit.data.registry import get
     spec = get(name)
     files = fetch(spec.name, download=download, files=("sequences",))  # attributes: not read
     sequences = read_sequences(files["sequences"])
@@ -28,7 +28,7 @@ def load_file(path: str | Path, max_len: int = 50, k: int = 5, name: str | None 
               duplicates: str = "keep") -> SplitData:
     """A dataset from a local file: S3-Rec `.txt`, RecBole `.inter` or ratings `.csv` (the last two are
     k-core filtered and re-indexed; `duplicates`: see `preprocess.to_sequences`)."""
-    from .preprocess import to_sequences
+    from rasekit.data.preprocess import to_sequences
     path = Path(path)
     name = name or path.stem
     suffix = path.suffix.lower()

@@ -6,8 +6,8 @@ import warnings
 
 import pandas as pd
 
-from ..settings import SettingsError
-from .readers import DataFormatError
+from rasekit.settings import SettingsError
+from rasekit.data.readers import DataFormatError
 
 
 def k_core(frame: pd.DataFrame, k: int = 5) -> pd.DataFrame:

@@ -13,8 +13,8 @@ from functools import cached_property
 
 import numpy as np
 
-from ..settings import SettingsError
-from .readers import DataFormatError
+from rasekit.settings import SettingsError
+from rasekit.data.readers import DataFormatError
 
 MIN_INTERACTIONS = 3  # one validation and one test instance need at least three items
 

@@ -1,0 +1,207 @@
+"""Comparing runs: mean and spread over seeds, relative improvement, and a paired test over users."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from rasekit.evaluate import per_user
+
+PAPER_METRICS = ("HR@5", "HR@10", "NDCG@5", "NDCG@10")
+
+# Reported targets (test set, full ranking). Paper: hyper.ai card of the RaSeRec paper; official log:
+# the released Beauty logs (reference sections 7.1 and 8).
+PAPER = {("Beauty", "RaSeRec"): {"HR@5": 0.0569, "HR@10": 0.0860, "NDCG@5": 0.0369, "NDCG@10": 0.0463},
+         ("Sports_and_Outdoors", "RaSeRec"): {"HR@5": 0.0331, "HR@10": 0.0497, "NDCG@5": 0.0211,
+                                              "NDCG@10": 0.0264}}
+OFFICIAL_LOG = {("Beauty", "DuoRec"): {"HR@5": 0.0541, "HR@10": 0.0834, "NDCG@5": 0.0337, "NDCG@10": 0.0431},
+                ("Beauty", "RaSeRec"): {"HR@5": 0.0567, "HR@10": 0.0863, "NDCG@5": 0.0367,
+                                        "NDCG@10": 0.0462}}
+# DuoRec as reported elsewhere, to tell a stage-1 gap from a stage-2 one: Beauty, the official checkpoint's
+# log; Sports, the DuoRec column of the follow-up RAMRec's baseline table (reference section 7.1; not
+# confirmed to equal the RaSeRec paper's own table; a third-party DuoRec-code run has 0.0305 / 0.0473 /
+# 0.0189 / 0.0243, section 8.5).
+REPORTED_DUOREC = {"Beauty": OFFICIAL_LOG[("Beauty", "DuoRec")],
+                   "Sports_and_Outdoors": {"HR@5": 0.0315, "HR@10": 0.0479, "NDCG@5": 0.0196,
+                                           "NDCG@10": 0.0248}}
+
+
+def paired_permutation_test(a: np.ndarray, b: np.ndarray, n_resamples: int = 10_000, seed: int = 0) -> float:
+    """Two-sided p-value of the mean paired difference b - a under random sign flips (no distributional
+    assumption; users are the pairs)."""
+    diff = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
+    if diff.shape[0] == 0:
+        raise ValueError("paired test needs at least one pair")
+    observed = abs(diff.mean())
+    rng = np.random.default_rng(seed)
+    extreme = 0
+    for lo in range(0, n_resamples, 1000):  # chunks bound the memory to 1000 x n
+        signs = rng.choice([-1.0, 1.0], size=(min(1000, n_resamples - lo), diff.shape[0]))
+        extreme += int((np.abs(signs @ diff) / diff.shape[0] >= observed - 1e-15).sum())
+    return (extreme + 1) / (n_resamples + 1)
+
+
+def seed_summary(records: list[dict], metrics=PAPER_METRICS) -> pd.DataFrame:
+    """Mean and standard deviation (ddof 1; 0 for a single seed) over seeds, per dataset and model."""
+    rows = [{"dataset": r["dataset"], "model": r["model"], "seed": r["seed"],
+             **{m: r["metrics"][m] for m in metrics}} for r in records]
+    frame = pd.DataFrame(rows)
+    grouped = frame.groupby(["dataset", "model"], sort=False)
+    mean = grouped[list(metrics)].mean()
+    std = grouped[list(metrics)].std(ddof=1).fillna(0.0)
+    out = mean.join(std.add_suffix(" std")).reset_index()
+    out.insert(2, "seeds", grouped["seed"].count().to_numpy())
+    return out
+
+
+def main_table(pairs: list[tuple[dict, dict]], user_ranks, metrics=PAPER_METRICS) -> pd.DataFrame:
+    """The DuoRec vs RaSeRec table: for each dataset and metric, both means ± std over seeds, the
+    relative improvement, how many seeds improved, the paired p-value (per-user metric averaged over
+    seeds), the paper's number, and DuoRec's reported number. `pairs` = [(base record, RaSeRec record)]
+    for every seed; `user_ranks(record)` gives a run's per-user test ranks."""
+    rows = []
+    for dataset in dict.fromkeys(base["dataset"] for base, _ in pairs):
+        mine = [(b, r) for b, r in pairs if b["dataset"] == dataset]
+        base_ranks = [user_ranks(b) for b, _ in mine]
+        ras_ranks = [user_ranks(r) for _, r in mine]
+        for m in metrics:
+            base_vals = np.array([b["metrics"][m] for b, _ in mine])
+            ras_vals = np.array([r["metrics"][m] for _, r in mine])
+            a = np.mean([per_user(x, m) for x in base_ranks], axis=0)
+            b = np.mean([per_user(x, m) for x in ras_ranks], axis=0)
+            paper = PAPER.get((dataset, "RaSeRec"), {}).get(m)
+            reported = REPORTED_DUOREC.get(dataset, {}).get(m)
+            rows.append({"dataset": dataset, "metric": m, "seeds": len(mine),
+                         "DuoRec": base_vals.mean(), "DuoRec std": spread(base_vals),
+                         "reported DuoRec": reported,
+                         "DuoRec vs reported %": None if reported is None
+                         else 100 * (base_vals.mean() / reported - 1),
+                         "RaSeRec": ras_vals.mean(), "RaSeRec std": spread(ras_vals),
+                         "improvement %": 100 * (ras_vals.mean() / base_vals.mean() - 1),
+                         "seeds improved": int((ras_vals > base_vals).sum()),
+                         "p (paired)": paired_permutation_test(a, b),
+                         "paper RaSeRec": paper,
+                         "vs paper %": None if paper is None else 100 * (ras_vals.mean() / paper - 1)})
+    return pd.DataFrame(rows)
+
+
+def main_views(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """`main_table` as two narrow tables for reading (the saved table keeps every column): the kit's
+    comparison (mean ± std over seeds, the improvement and its paired test) and the kit against the
+    published numbers."""
+    def pm(model):
+        return table[model].map("{:.4f}".format) + " ± " + table[f"{model} std"].map("{:.4f}".format)
+    kit = table[["dataset", "metric", "seeds"]].assign(
+        DuoRec=pm("DuoRec"), RaSeRec=pm("RaSeRec"), **{"improvement %": table["improvement %"].round(2),
+                                                       "p (paired)": table["p (paired)"].round(4)})
+    published = table[["dataset", "metric", "DuoRec", "reported DuoRec", "DuoRec vs reported %", "RaSeRec",
+                       "paper RaSeRec", "vs paper %"]].round(4)
+    return {"kit": kit, "published": published}
+
+
+def spread(values: np.ndarray) -> float:
+    """Standard deviation over seeds (ddof 1; 0 for a single seed)."""
+    return float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
+def improvement_figure(table: pd.DataFrame):
+    """Bars: DuoRec and RaSeRec per metric (error bars = std over seeds), one panel per dataset."""
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys(table["dataset"]))
+    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.2), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        part = table[table["dataset"] == name]
+        x = np.arange(len(part))
+        ax.bar(x - 0.2, part["DuoRec"], 0.4, yerr=part["DuoRec std"], label="DuoRec", capsize=2)
+        ax.bar(x + 0.2, part["RaSeRec"], 0.4, yerr=part["RaSeRec std"], label="RaSeRec", capsize=2)
+        ax.scatter(x + 0.2, part["paper RaSeRec"], marker="_", s=200, color="black", label="paper", zorder=3)
+        # the gain above the RaSeRec bar, its error bar and the paper's mark, whichever is highest
+        tops = np.fmax(part["RaSeRec"] + part["RaSeRec std"], part["paper RaSeRec"].astype(float))
+        for xi, top, gain in zip(x, tops, part["improvement %"]):
+            ax.annotate(f"{gain:+.1f}%", (xi + 0.2, top), xytext=(0, 3), textcoords="offset points",
+                        ha="center", fontsize=8)
+        ax.margins(y=0.12)
+        ax.set_xticks(x, part["metric"])
+        seeds = int(part["seeds"].iloc[0])
+        ax.set_title(f"{name} ({seeds} seed{'s' if seeds != 1 else ''})")
+    axes[0][0].legend(fontsize=8)
+    return fig
+
+
+# Validation curve of the official DuoRec checkpoint's log on Beauty (reference section 8.3).
+OFFICIAL_DUOREC_CURVE = {"epoch": [0, 10, 20, 30, 34, 42, 53],
+                         "HR@10": [.0174, .0699, .0935, .1017, .1050, .1051, .1043],
+                         "NDCG@10": [.0083, .0360, .0493, .0533, .0551, .0553, .0545],
+                         "MRR@10": [.0055, .0257, .0359, .0384, .0398, .0399, .0392]}
+# SASRec trained with CE inside the DuoRec code, reported in RuihongQiu/DuoRec issue #3 (reference 7.1).
+SASREC_CE_REPORTED = {"NDCG@5": 0.0326, "NDCG@10": 0.0415}
+
+
+def stage1_table(records: list[dict], metrics=PAPER_METRICS) -> pd.DataFrame:
+    """Stage-1 models: mean ± std over seeds, next to the reported DuoRec and (Beauty) SASRec-CE."""
+    table = seed_summary(records, metrics)
+    reference = {(dataset, "DuoRec"): values for dataset, values in REPORTED_DUOREC.items()}
+    reference[("Beauty", "SASRec")] = SASREC_CE_REPORTED
+    for m in metrics:
+        table[f"{m} reported"] = [reference.get(run, {}).get(m)
+                                  for run in zip(table["dataset"], table["model"])]
+    return table
+
+
+def curves_figure(records: list[dict], metric: str = "MRR@10"):
+    """Validation `metric` per epoch of every run, with the official DuoRec log's points."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    for r in records:
+        epochs = [h["epoch"] for h in r["history"]]
+        ax.plot(epochs, [h[metric] for h in r["history"]], lw=1, label=f"{r['model']} seed {r['seed']}")
+    if any(r["model"] == "DuoRec" and r["dataset"] == "Beauty" for r in records):
+        ax.plot(OFFICIAL_DUOREC_CURVE["epoch"], OFFICIAL_DUOREC_CURVE[metric], "k*", label="official DuoRec log")
+    ax.set(xlabel="epoch", ylabel=f"valid {metric}", title="Stage-1 validation curves")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def _published(dataset: str, model: str) -> dict:
+    """The paper's number for a model, where one is known (RaSeRec; DuoRec as reported)."""
+    if model == "RaSeRec(DuoRec)":
+        return PAPER.get((dataset, "RaSeRec"), {})
+    return REPORTED_DUOREC.get(dataset, {}) if model == "DuoRec" else {}
+
+
+def verdict(differences: list[float], spreads: list[float | None]) -> str:
+    """'same numbers', 'within seed spread' (every difference within two standard deviations of the
+    reference's seeds), or 'off' (also where the reference has a single seed, so no spread to judge)."""
+    if all(abs(d) <= 1e-12 for d in differences):
+        return "same numbers"
+    if all(s is not None and abs(d) <= 2 * s for d, s in zip(differences, spreads)):
+        return "within seed spread"
+    return "off"
+
+
+def versus_reference(records: list[dict], metrics=PAPER_METRICS) -> pd.DataFrame | None:
+    """The user's runs beside the reference run of the same configuration (same key) and the paper: one
+    row per run and metric, with the difference, the reference's spread over its seeds and a verdict per
+    run. None when the output root is the reference itself (nothing to compare)."""
+    from rasekit.runs import ledger, paths
+
+    if paths.is_reference():
+        return None
+    reference = ledger.records(paths.reference_dir())
+    by_key = {r["key"]: r for r in reference}
+    rows = []
+    for rec in records:
+        ref = by_key.get(rec["key"])
+        peers = [r for r in reference
+                 if (r["dataset"], r["model"], r["profile"]) == (rec["dataset"], rec["model"], rec["profile"])]
+        ref_spread = {m: spread(np.array([r["metrics"][m] for r in peers])) if len(peers) > 1 else None
+                  for m in metrics}
+        diffs = [rec["metrics"][m] - ref["metrics"][m] for m in metrics] if ref else []
+        judged = verdict(diffs, [ref_spread[m] for m in metrics]) if ref else "no reference run"
+        paper = _published(rec["dataset"], rec["model"])
+        rows += [{"dataset": rec["dataset"], "model": rec["model"], "seed": rec["seed"], "metric": m,
+                  "yours": rec["metrics"][m], "reference": ref["metrics"][m] if ref else None,
+                  "difference": rec["metrics"][m] - ref["metrics"][m] if ref else None,
+                  "reference spread": ref_spread[m], "paper": paper.get(m), "verdict": judged} for m in metrics]
+    return pd.DataFrame(rows)

@@ -1,0 +1,2 @@
+"""The models: sequence encoders, their training objectives, the Retrieval-Augmented Module and the
+training-free baselines."""

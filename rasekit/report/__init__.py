@@ -1,0 +1,64 @@
+"""One figure style and one way to save figures (PNG + PDF) and tables (CSV + Markdown + LaTeX), each
+with a provenance file beside it that says which run produced it."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+# No backend is forced here: in a notebook the kernel's inline backend shows every figure under its cell
+# (under papermill and nbval too), and a process without a display falls back to agg by itself.
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from rasekit.runs import paths
+
+
+def style() -> None:
+    sns.set_theme(context="paper", style="whitegrid", font_scale=1.1)
+    plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 200, "savefig.bbox": "tight"})
+
+
+def _write_provenance(path: Path, provenance: dict) -> None:
+    path.write_text(json.dumps(provenance, indent=1, sort_keys=True, default=str))
+
+
+def _saved(folder: Path, name: str, suffixes: str) -> None:
+    """One line that says where a result went (a notebook shows it under the cell)."""
+    try:
+        shown = folder.relative_to(paths.REPO_ROOT)
+    except ValueError:
+        shown = folder
+    print(f"saved {shown}/{name}.{{{suffixes}}} with its provenance")
+
+
+def save_figure(fig, name: str, profile: str, provenance: dict) -> None:
+    folder = paths.figures_dir(profile)
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in (folder / f"{name}.png", folder / f"{name}.pdf"):
+        fig.savefig(path)
+    _write_provenance(folder / f"{name}.provenance.json", {"profile": profile, **provenance})
+    _saved(folder, name, "png,pdf")
+
+
+def save_table(table: pd.DataFrame, name: str, profile: str, provenance: dict,
+               float_format: str = "%.4f") -> None:
+    folder = paths.tables_dir(profile)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = [folder / f"{name}.csv", folder / f"{name}.md", folder / f"{name}.tex"]
+    table.to_csv(out[0], index=False, float_format=float_format)
+    out[1].write_text(_markdown(table, float_format))
+    out[2].write_text(table.to_latex(index=False, float_format=float_format.__mod__, escape=True))
+    _write_provenance(folder / f"{name}.provenance.json", {"profile": profile, **provenance})
+    _saved(folder, name, "csv,md,tex")
+
+
+def _markdown(table: pd.DataFrame, float_format: str) -> str:
+    """A GitHub Markdown table (pandas needs the extra `tabulate` package for this)."""
+    def cell(v):
+        if isinstance(v, float):
+            return "–" if v != v else float_format % v  # NaN: not applicable to this row
+        return f"{v:,}" if isinstance(v, int) else str(v)
+    rows = [list(map(str, table.columns)), ["---"] * len(table.columns)]
+    rows += [[cell(v) for v in row] for row in table.itertuples(index=False)]
+    return "\n".join("| " + " | ".join(r) + " |" for r in rows) + "\n"

@@ -1,0 +1,356 @@
+"""Cached, configuration-hashed runs that every notebook and the command line share.
+
+A run's configuration (dataset, user sample, encoder, objective, training settings, seed) is hashed;
+the hash names its ledger record (metrics and provenance, under results/ledger) and its run folder
+(checkpoints and per-instance ranks, under the cache). Asking for a run that is in the ledger returns
+the record instead of training again; an interrupted run resumes from its last checkpoint."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rasekit import data as datasets
+from rasekit.runs import ledger, paths, profiles, store
+from rasekit import settings
+from rasekit.runs.keys import run_key
+from rasekit.runs.provenance import git_commit, record as provenance
+from rasekit.evaluate import metrics, target_ranks
+from rasekit.stages.loop import TrainConfig, check_shapes, fit, load_checkpoint
+
+# Official settings (reference sections 4.1, 4.2 and 5); `full` uses them as they are.
+PRETRAIN = {"epochs": 100, "batch_size": 256, "lr": 1e-3, "weight_decay": 0.0, "patience": 10,
+            "valid_metric": "MRR@10"}
+# Official fine-tuning settings (reference sections 4.5, 4.6 and 8.2).
+FINETUNE = {"epochs": 100, "batch_size": 1024, "lr": 1e-3, "weight_decay": 0.0, "patience": 10,
+            "valid_metric": "HR@10"}
+RAM = {"k": 20, "alpha": 0.5, "beta": 1.0, "tau": 1.0, "dropout": 0.5, "index": "ivf", "nlist": 128,
+       "nprobe": 1}
+# Stage-2 backbones: the stage-1 run (encoder, objective) each one starts from.
+BACKBONES = {"duorec": ("sasrec", "duorec"), "sasrec": ("sasrec", "ce"), "cl4srec": ("sasrec", "cl4srec"),
+             "gru4rec": ("gru4rec", "ce")}
+MODEL_NAMES = {("sasrec", "ce"): "SASRec", ("sasrec", "duorec"): "DuoRec",
+               ("sasrec", "cl4srec"): "CL4SRec", ("gru4rec", "ce"): "GRU4Rec",
+               ("gru4rec", "duorec"): "GRU4Rec+DuoRec", ("gru4rec", "cl4srec"): "GRU4Rec+CL4SRec"}
+
+
+def check_train(train: dict | None, defaults: dict) -> dict:
+    """Training overrides, each checked by name, type and range against TrainConfig (over `defaults`)."""
+    TrainConfig.of(train, defaults)
+    return dict(train or {})
+
+
+def variant_label(given: dict, defaults: dict) -> str:
+    """The settings a run changes, e.g. ' [batch_size=1024]' ('' for none). Tables group runs by model
+    name, so the label keeps runs with different settings from being pooled over seeds."""
+    changed = [f"{k}={v}" for k, v in sorted(given.items()) if k not in defaults or defaults[k] != v]
+    return f" [{', '.join(changed)}]" if changed else ""
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load_data(dataset: str, profile: profiles.Profile) -> datasets.SplitData:
+    return datasets.load(dataset, users=profile.users)
+
+
+def pretrain_config(dataset: str, encoder: str, objective: str, seed: int, profile: profiles.Profile,
+                    encoder_params: dict | None = None, objective_params: dict | None = None,
+                    train: dict | None = None) -> dict:
+    encoder_params = dict(encoder_params or {})
+    if objective == "cl4srec":  # its item masking needs a mask-token row after the items
+        encoder_params.setdefault("mask_token", True)
+    return {"stage": "pretrain", "dataset": datasets.registry.get(dataset).name, "users": profile.users,
+            "max_len": 50, "encoder": encoder, "encoder_params": encoder_params,
+            "objective": objective, "objective_params": dict(objective_params or {}),
+            "train": {**PRETRAIN, **profile.pretrain, **(train or {})}, "seed": seed}
+
+
+def build_encoder(config: dict, n_items: int):
+    from rasekit.models.encoders import make_encoder
+    return make_encoder(config["encoder"], n_items, **config["encoder_params"])
+
+
+def run_dir(key: str) -> Path:
+    return paths.runs_dir() / key
+
+
+def pretrain(dataset: str = "Beauty", encoder: str = "sasrec", objective: str = "duorec", seed: int = 1,
+             profile: str | None = None, encoder_params: dict | None = None,
+             objective_params: dict | None = None, train: dict | None = None,
+             need_checkpoint: bool = False, reuse_only: bool = False, device=None, log=print) -> dict | None:
+    """Stage 1: train (or reuse) an encoder; returns its ledger record. With `reuse_only`, never trains:
+    returns the ledger record or None."""
+    from rasekit.models.objectives import make_objective
+    from rasekit.stages.pretraining import PretrainTask
+
+    from rasekit.models.encoders import ENCODERS
+    from rasekit.models.objectives import OBJECTIVES
+
+    prof = profiles.get(profile)
+    settings.seed(seed)
+    settings.choice("encoder", encoder, tuple(ENCODERS))
+    settings.choice("objective", objective, tuple(OBJECTIVES))
+    train = check_train(train, {**PRETRAIN, **prof.pretrain})
+    config = pretrain_config(dataset, encoder, objective, seed, prof, encoder_params, objective_params, train)
+    key = run_key(config)
+    done, cached = _reusable(key, need_checkpoint, reuse_only, log)
+    if done:
+        return cached
+    data = load_data(config["dataset"], prof)
+    device = device or default_device()
+    torch.manual_seed(seed)  # the encoder's initial weights depend on the seed
+    model = build_encoder(config, data.n_items)
+    task = PretrainTask(model, make_objective(objective, **config["objective_params"]), data, device)
+    meta = {"key": key, "dataset": config["dataset"], "n_items": data.n_items}
+    commit, start = git_commit(), time.perf_counter()
+    name = MODEL_NAMES.get((encoder, objective), f"{encoder}+{objective}") + variant_label(
+        {**(encoder_params or {}), **(objective_params or {}), **train}, {**PRETRAIN, **prof.pretrain})
+    result = fit(task, TrainConfig(**config["train"]), run_dir(key), meta, seed, log=log,
+                 name=f"{name} (stage 1) on {config['dataset']}, seed {seed}")
+    return _finish(key, config, name, prof, result, device, time.perf_counter() - start, commit, task, meta)
+
+
+def _reusable(key: str, need_checkpoint: bool, reuse_only: bool, log) -> tuple[bool, dict | None]:
+    """(whether to stop here, the ledger record to return). A run in the ledger is reused; one whose
+    weights are needed but not here is trained again with its recorded settings (and says so), unless
+    `reuse_only`, which never trains."""
+    cached = ledger.get(key)
+    if cached and (not need_checkpoint or has_weights(cached)):
+        log(f"reusing {cached['model']} on {cached['dataset']} seed {cached['seed']} ({key})")
+        return True, cached
+    if cached and not reuse_only:
+        log(f"no weights of {cached['model']} on {cached['dataset']} seed {cached['seed']} ({key}) here: "
+            f"training it again with its recorded settings; the new run replaces its record")
+    return reuse_only, cached if reuse_only else None
+
+
+def _finish(key, config, name, prof, result, device, wall, commit, task, meta) -> dict:
+    """Store a finished run: ranks, weights (for profiles whose models are loaded again), then the record."""
+    paths.ranks_dir().mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(paths.ranks_dir() / f"{key}.npz", test=result["test_ranks"].astype(np.int32),
+                        valid=result["valid_ranks"].astype(np.int32))
+    kept = None
+    if task is not None and prof.name in store.KEEP_WEIGHTS:  # the model holds the best epoch's weights
+        kept = store.export_weights(key, meta, {k: v.cpu() for k, v in task.model.state_dict().items()})
+    rec = {"key": key, "stage": config["stage"], "dataset": config["dataset"], "model": name,
+           "seed": config["seed"], "profile": prof.name, "config": config,
+           "metrics": result["metrics"], "valid_metrics": result["valid_metrics"],
+           "best_epoch": result["best_epoch"], "epochs_run": result["epochs_run"],
+           "history": result["history"], **({"weights": kept} if kept else {}),
+           "provenance": provenance([config["dataset"]], device=device, wall_time_s=wall, commit=commit,
+                                    train_seconds=round(result["train_seconds"], 1))}
+    ledger.put(rec)
+    return rec
+
+
+PARTITIONS = {"length": ("lower", "upper", "invert"), "popularity": ("lower", "upper", "invert"),
+              "activity": ("lower", "upper", "invert"), "sample": ("fraction", "seed"),
+              "users": ("fraction", "seed", "invert")}
+
+
+def check_partition(partition: dict | None) -> dict | None:
+    """A memory-bank partition spec checked by name, type and range (see `partition_filter`)."""
+    if partition is None:
+        return None
+    if not isinstance(partition, dict):
+        raise settings.SettingsError(f"partition must be a mapping such as {{'by': 'length', 'upper': 5}}, "
+                                     f"got {partition!r}")
+    spec = dict(partition)
+    by = settings.choice("partition 'by'", spec.pop("by", None), tuple(PARTITIONS))
+    spec = settings.known(f"{by} partition", spec, PARTITIONS[by])
+    for name, value in spec.items():
+        if name == "invert":
+            settings.boolean(name, value)
+        elif name == "seed":
+            settings.seed(value)
+        elif name == "fraction":
+            settings.real("fraction", value, 0, 1, low_open=True)
+        elif value is not None and by == "length":
+            settings.integer(name, value, 0)
+        elif value is not None:  # popularity and activity bounds are quantiles (items, users)
+            settings.real(name, value, 0, 1)
+    return partition
+
+
+def partition_filter(partition: dict | None, data: datasets.SplitData):
+    """A memory-bank partition from a JSON-able spec, for ablations, e.g.
+    {"by": "length", "lower": None, "upper": 5, "invert": False},
+    {"by": "popularity", "lower": 0.8, "upper": 1.0} (quantiles of item counts), {"by": "activity",
+    "lower": 0.0, "upper": 0.5} (users whose sequence length lies between those quantiles over users),
+    {"by": "sample", "fraction": 0.5}, {"by": "users", "fraction": 0.5} (a seeded sample of users).
+    "invert" keeps everything else: the bank without that partition."""
+    if check_partition(partition) is None:
+        return None
+    spec = dict(partition)
+    by = spec.pop("by")
+    if by == "length":
+        return lambda bank: bank.by_length(**spec)
+    if by == "popularity":
+        return lambda bank: bank.by_popularity(data.item_counts(), quantiles=True, **spec)
+    if by == "sample":
+        return lambda bank: bank.sample(**spec)
+    if by == "activity":
+        return lambda bank: bank.by_users(active_users(data, spec.get("lower"), spec.get("upper")),
+                                          invert=spec.get("invert", False))
+    users = np.unique(data.train.users)
+    chosen = np.random.default_rng(spec.get("seed", 0)).choice(
+        users, round(spec["fraction"] * len(users)), replace=False)
+    return lambda bank: bank.by_users(chosen, invert=spec.get("invert", False))
+
+
+def active_users(data: datasets.SplitData, lower: float | None, upper: float | None) -> np.ndarray:
+    """Users whose activity (their number of training instances, which grows with the length of their
+    sequence) lies at quantiles [lower, upper) over users; upper = 1 includes the most active."""
+    users, activity = np.unique(data.train.users, return_counts=True)
+    lo = -np.inf if not lower else np.quantile(activity, lower)
+    hi = np.inf if upper is None or upper >= 1 else np.quantile(activity, upper)
+    return users[(activity >= lo) & (activity < hi)]
+
+
+def finetune(dataset: str = "Beauty", backbone: str = "duorec", seed: int = 1, profile: str | None = None,
+             ram: dict | None = None, train: dict | None = None, partition: dict | None = None,
+             pretrain_seed: int | None = None, pretrain_train: dict | None = None, reuse_only: bool = False,
+             need_checkpoint: bool = False, device=None, log=print) -> dict | None:
+    """Stage 2: RaSeRec on a frozen stage-1 encoder (trained first if the ledger lacks it); returns the
+    ledger record. The stage-1 run uses the same seed unless `pretrain_seed` is given, and the official
+    training settings changed by `pretrain_train`. With `reuse_only`, never trains: returns the ledger
+    record or None. With `need_checkpoint`, a run whose trained module is not here is trained again with
+    its recorded settings (and says so). Every setting of both stages is checked before any work starts."""
+    from rasekit.stages.finetuning import RaSeRecTask
+
+    settings.choice("backbone", backbone, tuple(BACKBONES))
+    prof = profiles.get(profile)
+    settings.seed(seed)
+    if pretrain_seed is not None:
+        settings.integer("pretrain_seed", pretrain_seed, 0, settings.SEED_MAX)
+    ram_config = settings.RamConfig.of(ram, RAM)
+    train = check_train(train, {**FINETUNE, **prof.finetune})
+    pretrain_train = check_train(pretrain_train, {**PRETRAIN, **prof.pretrain})
+    check_partition(partition)
+    device = device or default_device()
+    encoder_name, objective = BACKBONES[backbone]
+    stage1 = dict(dataset=dataset, encoder=encoder_name, objective=objective, seed=pretrain_seed or seed,
+                  profile=prof.name, train=pretrain_train, device=device, log=log)
+    base = pretrain(**{**stage1, "log": lambda *_: None}, reuse_only=True)  # quiet: logged below
+    if base is None:
+        if reuse_only:
+            return None
+        # the bank must hold at least K memories: the data is cheap to check, stage 1 is not
+        _check_k(ram_config.k, load_data(datasets.registry.get(dataset).name, prof))
+        base = pretrain(**stage1)
+    config = finetune_config(base, backbone, seed, prof, ram, train, partition)
+    key = run_key(config)
+    done, cached = _reusable(key, need_checkpoint, reuse_only, log)
+    if done:
+        return cached
+    base = pretrain(**stage1, need_checkpoint=True)  # the weights, retrained if this cache lacks them
+    data = load_data(config["dataset"], prof)
+    commit, start = git_commit(), time.perf_counter()
+    task = RaSeRecTask(load_pretrained(base, device), data, **config["ram"], device=device, seed=seed,
+                       bank_filter=partition_filter(partition, data))
+    meta = {"key": key, "dataset": config["dataset"], "n_items": data.n_items}
+    name = f"RaSeRec({base['model']})" + variant_label(
+        {**(ram or {}), **train, **({"partition": partition} if partition else {}),
+         **({"stage-1 seed": base["seed"]} if base["seed"] != seed else {})},
+        {**RAM, **FINETUNE, **prof.finetune})
+    result = fit(task, TrainConfig(**config["train"]), run_dir(key), meta, seed, log=log,
+                 name=f"{name} (stage 2) on {config['dataset']}, seed {seed}")
+    return _finish(key, config, name, prof, result, device, time.perf_counter() - start, commit, task, meta)
+
+
+def finetune_config(base: dict, backbone: str, seed: int, prof: profiles.Profile, ram: dict | None = None,
+                    train: dict | None = None, partition: dict | None = None) -> dict:
+    """The configuration (hashed into the run's key) of a stage-2 run on the stage-1 run `base` (its
+    ledger record, or any dict with its "key" and "dataset")."""
+    return {"stage": "finetune", "dataset": base["dataset"], "users": prof.users,
+            "backbone": backbone, "backbone_key": base["key"], "ram": {**RAM, **(ram or {})},
+            "partition": partition, "train": {**FINETUNE, **prof.finetune, **(train or {})}, "seed": seed}
+
+
+def _check_k(k: int, data: datasets.SplitData) -> None:
+    """K may not exceed the memories there are (one per training instance)."""
+    if k > len(data.train):
+        raise settings.SettingsError(f"k={k} is not allowed: the memory bank of {data.name} holds only "
+                                     f"{len(data.train)} memories; expected k <= {len(data.train)}")
+
+
+def has_weights(record: dict) -> bool:
+    """Whether the trained weights of a run are here (its stored weights, or this machine's checkpoint)."""
+    return store.weights_path(record) is not None or (run_dir(record["key"]) / "best.pt").exists()
+
+
+def load_pretrained(record: dict, device=None, checkpoint: str = "best.pt"):
+    """The encoder of a stage-1 ledger record, in eval mode: from its stored weights (sha256 checked), else
+    from this machine's best (or `checkpoint`: last.pt) checkpoint; the run, dataset and shapes checked."""
+    path = store.weights_path(record) if checkpoint == "best.pt" else None
+    path = path or run_dir(record["key"]) / checkpoint
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no weights for run {record['key']}; "
+                                f"experiments.pretrain(..., need_checkpoint=True) retrains it")
+    weights = load_checkpoint(path, {"key": record["key"], "dataset": record["config"]["dataset"]})
+    encoder = build_encoder(record["config"], weights["meta"]["n_items"])
+    check_shapes(path, weights["model"], encoder)  # the same check as a resume: one clear error
+    encoder.load_state_dict(weights["model"])
+    return encoder.to(device or default_device()).eval()
+
+
+def ranks(record: dict, part: str = "test", root: Path | None = None) -> np.ndarray:
+    """Per-instance ranks of a finished run (for group metrics and paired tests), from the store under
+    `root` (default: the user's own)."""
+    path = paths.ranks_dir(root) / f"{record['key']}.npz"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: per-instance ranks of run {record['key']} are missing; rerun it")
+    with np.load(path) as saved:
+        return saved[part].astype(np.int64)
+
+
+def dataset_statistics(names) -> "pd.DataFrame":
+    import pandas as pd
+    return pd.DataFrame([datasets.load(n).statistics() for n in names])
+
+
+BASELINES = ("popularity", "transition")
+
+
+def baseline(dataset: str = "Beauty", name: str = "transition", profile: str | None = None,
+             transition: dict | None = None, reuse_only: bool = False, log=print) -> dict | None:
+    """A training-free baseline (`rasekit.models.baselines`) on the test set, as a ledger run like the others:
+    reused if the ledger holds it (seconds to compute otherwise). `transition`: settings of the
+    item-transition heuristic that differ from its defaults."""
+    from dataclasses import asdict
+
+    from rasekit.models import baselines
+    from rasekit.data import read_item_attributes, registry
+
+    settings.choice("baseline", name, BASELINES)
+    prof = profiles.get(profile)
+    heuristic = baselines.TransitionSettings(**settings.known(
+        "transition", transition, [f for f in baselines.TransitionSettings.__dataclass_fields__]))
+    config = {"stage": "baseline", "dataset": registry.get(dataset).name, "users": prof.users, "model": name,
+              "transition": asdict(heuristic) if name == "transition" else None, "seed": 0}
+    key = run_key(config)
+    cached = ledger.get(key)
+    if cached or reuse_only:
+        if cached:
+            log(f"reusing {cached['model']} on {cached['dataset']} ({key})")
+        return cached
+    commit, start = git_commit(), time.perf_counter()
+    data = load_data(config["dataset"], prof)
+    if name == "popularity":
+        model = baselines.Popularity(data)
+    else:
+        attributes = read_item_attributes(registry.fetch(config["dataset"], files=("attributes",))["attributes"])
+        model = baselines.ItemTransition(data, attributes, heuristic)
+    ranks = {part: target_ranks(lambda i, inst=getattr(data, part): model.scores(inst.seqs[i], inst.lengths[i]),
+                                getattr(data, part).targets, chunk=512) for part in ("valid", "test")}
+    label = model.name + variant_label(transition or {}, asdict(baselines.TransitionSettings()))
+    result = {"metrics": metrics(ranks["test"]), "valid_metrics": metrics(ranks["valid"]), "best_epoch": None,
+              "epochs_run": 0, "history": [], "train_seconds": 0.0, "test_ranks": ranks["test"],
+              "valid_ranks": ranks["valid"]}
+    log(f"evaluated {label} on {config['dataset']} in {time.perf_counter() - start:.1f} s")
+    return _finish(key, config, label, prof, result, torch.device("cpu"), time.perf_counter() - start, commit,
+                   None, None)

@@ -1,0 +1,347 @@
+"""The run plan: every training run the notebooks need, as a graph (a stage-2 run after the stage-1 run it
+builds on), what the ledger already holds, an estimate of the CPU time of the rest, and its execution with
+local worker processes or on a Ray cluster.
+
+The notebooks take their runs from the functions here (`NOTEBOOK_RUNS`), so the plan and the notebooks
+cannot disagree on what a table needs."""
+from __future__ import annotations
+
+import inspect
+import os
+import re
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+
+from rasekit.runs import experiments, ledger, paths, profiles
+from rasekit import settings
+from rasekit.data import registry
+from rasekit.runs.keys import run_key
+from rasekit.runs.threads import choose as choose_threads
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run: stage 1 (`encoder` trained with `objective`) or stage 2 (RaSeRec on the stage-1
+    run of `backbone`). Settings not named here are the profile's."""
+    stage: str                        # "pretrain" or "finetune"
+    dataset: str
+    seed: int
+    profile: str
+    encoder: str = "sasrec"           # stage 1
+    objective: str = "duorec"         # stage 1
+    backbone: str | None = None       # stage 2
+    train: tuple = ()                 # training settings that differ, as sorted (name, value) pairs
+
+    def __post_init__(self):
+        settings.choice("stage", self.stage, ("pretrain", "finetune"))
+        if self.stage == "finetune":
+            settings.choice("backbone", self.backbone, tuple(experiments.BACKBONES))
+
+    @property
+    def base(self) -> "Run | None":
+        """The stage-1 run a stage-2 run builds on."""
+        if self.stage == "pretrain":
+            return None
+        encoder, objective = experiments.BACKBONES[self.backbone]
+        return Run("pretrain", self.dataset, self.seed, self.profile, encoder, objective)
+
+    @property
+    def key(self) -> str:
+        prof = profiles.get(self.profile)
+        if self.stage == "pretrain":
+            return run_key(experiments.pretrain_config(self.dataset, self.encoder, self.objective,
+                                                           self.seed, prof, train=dict(self.train)))
+        base = {"key": self.base.key, "dataset": registry.get(self.dataset).name}
+        return run_key(experiments.finetune_config(base, self.backbone, self.seed, prof,
+                                                       train=dict(self.train)))
+
+    @property
+    def model(self) -> str:
+        if self.stage == "finetune":
+            return f"RaSeRec({self.base.model})"
+        return experiments.MODEL_NAMES.get((self.encoder, self.objective), f"{self.encoder}+{self.objective}")
+
+    def label(self) -> str:
+        return f"{self.model} on {self.dataset}, seed {self.seed} ({self.profile})"
+
+    def execute(self, reuse_only: bool = False, log=print, need_weights: bool = False) -> dict | None:
+        """The run's ledger record: reused, or trained now (None with `reuse_only` if not in the ledger).
+        `need_weights`: the trained model must be loadable here (stored weights or a checkpoint); a run
+        without them is trained again with its recorded settings, or, with `reuse_only`, left out (None)."""
+        common = dict(train=dict(self.train) or None, reuse_only=reuse_only, need_checkpoint=need_weights,
+                      log=log)
+        if self.stage == "pretrain":
+            record = experiments.pretrain(self.dataset, self.encoder, self.objective, self.seed, self.profile,
+                                          **common)
+        else:
+            record = experiments.finetune(self.dataset, self.backbone, self.seed, self.profile, **common)
+        if record is not None and need_weights and not _loadable(record):  # only with reuse_only
+            return None
+        return record
+
+
+def _loadable(record: dict) -> bool:
+    """Whether a run's trained model can be loaded here: its weights, and a stage-2 run's backbone's."""
+    base = ledger.get(record["config"]["backbone_key"]) if record["stage"] == "finetune" else None
+    return experiments.has_weights(record) and (base is None or experiments.has_weights(base))
+
+
+# ---- what each notebook needs -------------------------------------------------------------------------
+
+def _grid(profile: str, datasets, seeds):
+    prof = profiles.get(profile)
+    return prof.name, list(datasets or prof.datasets), list(seeds or prof.seeds)
+
+
+def main_results_runs(profile: str, datasets=None, seeds=None) -> list[tuple[Run, Run]]:
+    """Notebook 01: (DuoRec, RaSeRec on it) for every dataset and seed."""
+    profile, datasets, seeds = _grid(profile, datasets, seeds)
+    return [(Run("pretrain", d, s, profile, "sasrec", "duorec"), Run("finetune", d, s, profile, backbone="duorec"))
+            for d in datasets for s in seeds]
+
+
+STAGE1_MODELS = (("sasrec", "ce"), ("sasrec", "duorec"), ("sasrec", "cl4srec"), ("gru4rec", "ce"))
+
+
+def stage1_runs(profile: str, datasets=None, seeds=None, models=STAGE1_MODELS) -> list[Run]:
+    """Notebook 02: every stage-1 model on every dataset and seed."""
+    profile, datasets, seeds = _grid(profile, datasets, seeds)
+    return [Run("pretrain", d, s, profile, encoder, objective)
+            for d in datasets for encoder, objective in models for s in seeds]
+
+
+def main_results_all(profile: str, datasets=None, seeds=None) -> list[Run]:
+    return [run for pair in main_results_runs(profile, datasets, seeds) for run in pair]
+
+
+def long_tail_runs(profile: str, datasets=None, seeds=None) -> dict[str, list[Run]]:
+    """Notebooks 03 and 05: SASRec, DuoRec and RaSeRec on it, for every dataset and seed."""
+    pairs = main_results_runs(profile, datasets, seeds)
+    return {"SASRec": stage1_runs(profile, datasets, seeds, models=[("sasrec", "ce")]),
+            "DuoRec": [base for base, _ in pairs], "RaSeRec": [augmented for _, augmented in pairs]}
+
+
+def long_tail_all(profile: str, datasets=None, seeds=None) -> list[Run]:
+    return [run for runs in long_tail_runs(profile, datasets, seeds).values() for run in runs]
+
+
+NOTEBOOK_RUNS = {"01_main_results": main_results_all, "02_pretraining": stage1_runs,
+                 "03_long_tail": long_tail_all, "04_memory_partitions": main_results_all,
+                 "05_noise_robustness": long_tail_all}
+
+
+# ---- the plan ------------------------------------------------------------------------------------------
+
+@dataclass
+class Step:
+    run: Run
+    key: str
+    done: bool                              # the ledger holds its record
+    needs: list[str] = field(default_factory=list)   # keys of the steps it waits for
+    estimate_s: float | None = None         # CPU seconds (seconds x threads) it is expected to take
+    in_reference: bool = False              # the committed reference holds it (a user's ledger may not)
+
+
+def build(profile: str, notebooks=None, parameters: dict | None = None) -> dict[str, Step]:
+    """The steps the notebooks need (all notebooks that train, by default), each once, stage 1 before the
+    stage 2 built on it, in dependency order."""
+    names = list(notebooks or NOTEBOOK_RUNS)
+    unknown = [n for n in names if n not in NOTEBOOK_RUNS]
+    if unknown:
+        raise ValueError(f"no run list for notebook(s) {unknown}; notebooks that train: {list(NOTEBOOK_RUNS)}")
+    steps: dict[str, Step] = {}
+
+    def add(run: Run) -> str:
+        key = run.key
+        if key not in steps:
+            needs = [add(run.base)] if run.base else []
+            steps[key] = Step(run, key, ledger.get(key) is not None, needs)
+        return key
+
+    for name in names:
+        runs_of = NOTEBOOK_RUNS[name]
+        accepted = inspect.signature(runs_of).parameters  # a notebook's other parameters (reuse_only, ...)
+        wanted = {k: v for k, v in (parameters or {}).items() if k in accepted}
+        for run in runs_of(profile, **wanted):
+            add(run)
+    records = ledger.records()
+    reference = [] if paths.is_reference() else ledger.records(paths.reference_dir())
+    in_reference = {r["key"] for r in reference}
+    records += [r for r in reference if r["key"] not in {o["key"] for o in records}]  # times to learn from
+    for step in steps.values():
+        step.in_reference = step.key in in_reference
+        step.estimate_s = None if step.done else estimate(step.run, records)
+    return steps
+
+
+def _cpu_seconds(record: dict) -> float | None:
+    prov = record.get("provenance", {})
+    seconds = prov.get("train_seconds") or prov.get("wall_time_s")
+    threads = re.search(r"(\d+) threads", prov.get("device") or "")
+    if seconds is None:
+        return None
+    return seconds * (int(threads.group(1)) if threads else 1)
+
+
+def estimate(run: Run, records: list[dict]) -> float | None:
+    """CPU seconds of a run, from the recorded runs most like it (the user's and the reference's): the same
+    model, dataset and profile;
+    else the same model and profile on another dataset, scaled by the size of the data; else the same
+    stage and profile, scaled likewise. None when nothing alike was ever recorded."""
+    size = registry.get(run.dataset).sequences.size
+
+    def scaled(rec):
+        cpu = _cpu_seconds(rec)
+        other = registry.DATASETS.get(rec["dataset"])
+        return None if cpu is None or other is None else cpu * size / other.sequences.size
+
+    base_model = lambda rec: rec["model"].split(" [")[0]  # noqa: E731 (variants carry " [setting=...]")
+    tiers = [lambda r: base_model(r) == run.model and r["dataset"] == registry.get(run.dataset).name,
+             lambda r: base_model(r) == run.model,
+             lambda r: r.get("stage") == run.stage]
+    for alike in tiers:
+        values = [v for r in records if r["profile"] == run.profile and alike(r) for v in [scaled(r)] if v]
+        if values:
+            return sorted(values)[len(values) // 2]  # the median
+    return None
+
+
+def longest_chain_s(steps: dict[str, Step]) -> float:
+    """CPU seconds of the longest dependency chain still to run: the least time the plan can take."""
+    memo: dict[str, float] = {}
+
+    def chain(key: str) -> float:
+        if key not in memo:
+            step = steps[key]
+            own = 0.0 if step.done else (step.estimate_s or 0.0)
+            memo[key] = own + max((chain(k) for k in step.needs), default=0.0)
+        return memo[key]
+    return max((chain(k) for k in steps), default=0.0)
+
+
+def _hours(seconds: float | None) -> str:
+    if seconds is None:
+        return "no estimate"
+    return f"{seconds / 3600:.1f} CPU-h" if seconds >= 3600 else f"{seconds / 60:.0f} CPU-min"
+
+
+def describe(steps: dict[str, Step], profile: str) -> str:
+    """The plan as text: the graph (stage-2 runs under their stage-1 run), status and estimates."""
+    todo = [s for s in steps.values() if not s.done]
+    known = [s.estimate_s for s in todo if s.estimate_s is not None]
+    lines = [f"plan for profile {profile}: {len(steps)} runs, {len(steps) - len(todo)} in the ledger, "
+             f"{len(todo)} to run"]
+    if todo and not known:
+        lines.append("estimated: no estimate (the ledger holds no run like these)")
+    elif todo:
+        unknown = len(todo) - len(known)
+        lines.append(f"estimated: {_hours(sum(known))} in all, {_hours(longest_chain_s(steps))} on the "
+                     f"longest chain" + (f" ({unknown} runs without an estimate)" if unknown else ""))
+    children: dict[str, list[Step]] = {}
+    for step in steps.values():
+        for need in step.needs:
+            children.setdefault(need, []).append(step)
+
+    def line(step: Step, indent: str) -> str:
+        status = "done" if step.done else f"todo, {_hours(step.estimate_s)}" + (
+            "; the reference has it" if step.in_reference else "")
+        return f"{indent}{step.key}  {step.run.label()}  [{status}]"
+    for step in steps.values():
+        if not step.needs:
+            lines.append(line(step, "  "))
+            lines += [line(child, "    └ ") for child in children.get(step.key, [])]
+    return "\n".join(lines)
+
+
+# ---- execution -----------------------------------------------------------------------------------------
+
+def threads_per_worker(workers: int, cores: int | None = None) -> int:
+    """Threads for each of `workers` processes so that together they use the free cores and no more:
+    threads of one process that outnumber its share wait on each other when the machine is busy.
+    `cores`: the cores to share (default: those the other processes leave free, or the user's
+    RASEKIT_THREADS / OMP_NUM_THREADS, as `rasekit.runs.threads.choose` says)."""
+    return max(1, (cores or choose_threads()) // workers)
+
+
+def _execute(run: dict, threads: int, *_needs) -> str:
+    """Run one step in a worker (`_needs`: results of the steps it waits for, so Ray orders them)."""
+    import torch
+    torch.set_num_threads(threads)
+    os.environ["OMP_NUM_THREADS"] = os.environ["RASEKIT_THREADS"] = str(threads)  # fit() reads these
+    spec = Run(**{**run, "train": tuple(tuple(p) for p in run["train"])})
+    record = spec.execute(log=lambda message: print(f"[{spec.label()}] {message}", flush=True))
+    return record["key"]
+
+
+def run_local(steps: dict[str, Step], workers: int, log=print) -> list[str]:
+    """Execute the steps not in the ledger with `workers` processes, each as soon as what it needs is done.
+    A failed step is reported and the steps that need it are skipped; returns the failures."""
+    threads = threads_per_worker(workers)
+    todo = {k: s for k, s in steps.items() if not s.done}
+    finished = {k for k, s in steps.items() if s.done}
+    failures: list[str] = []
+    if not todo:
+        log("nothing to run: every run of the plan is in the ledger")
+        return failures
+    log(f"running {len(todo)} runs with {workers} workers x {threads} threads")
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        running = {}
+        while todo or running:
+            blocked = [k for k, s in todo.items() if any(n in failures for n in s.needs)]
+            for key in blocked:
+                failures.append(key)
+                log(f"skipped {todo.pop(key).run.label()}: a run it needs failed")
+            ready = [k for k, s in todo.items() if all(n in finished for n in s.needs)]
+            for key in ready:
+                step = todo.pop(key)
+                log(f"start {step.run.label()} ({key})")
+                running[pool.submit(_execute, asdict(step.run), threads)] = (key, time.perf_counter())
+            if not running:
+                break
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                key, start = running.pop(future)
+                try:
+                    future.result()
+                    finished.add(key)
+                    log(f"done  {steps[key].run.label()} in {time.perf_counter() - start:.0f} s")
+                except Exception as err:  # noqa: BLE001 (reported, and the rest of the plan goes on)
+                    failures.append(key)
+                    log(f"FAILED {steps[key].run.label()}: {type(err).__name__}: {err}")
+    return failures
+
+
+def run_ray(steps: dict[str, Step], address: str | None, cpus_per_run: int = 1, gpus_per_run: float = 0,
+            log=print) -> list[str]:
+    """Execute the steps not in the ledger as Ray tasks, each asking for `cpus_per_run` CPUs (and a
+    `gpus_per_run` share of a GPU); a task waits for the tasks of the runs it needs. The ledger and the
+    checkpoints must be on storage every worker shares: RASEKIT_OUTPUT and RASEKIT_CACHE are passed on."""
+    try:
+        import ray
+    except ImportError:
+        raise RuntimeError("Ray is an optional extra: pip install 'rasekit[ray]'") from None
+    env = {k: v for k, v in os.environ.items() if k.startswith("RASEKIT_") or k == "TQDM_DISABLE"}
+    started_here = not ray.is_initialized()
+    if started_here:
+        local = address in (None, "local")  # a fresh single-machine Ray, without its web dashboard
+        ray.init(address=None if local else address, runtime_env={"env_vars": env},
+                 **({"include_dashboard": False} if local else {}))
+    remote = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)(_execute)
+    refs: dict[str, object] = {}
+    for key, step in steps.items():  # dependency order: a stage-1 step comes before its stage-2 steps
+        if not step.done:
+            refs[key] = remote.remote(asdict(step.run), cpus_per_run, *[refs[n] for n in step.needs if n in refs])
+    log(f"submitted {len(refs)} runs to Ray ({cpus_per_run} CPUs each)")
+    failures = []
+    for key, ref in refs.items():
+        try:
+            ray.get(ref)
+            log(f"done  {steps[key].run.label()}")
+        except Exception as err:  # noqa: BLE001 (Ray wraps the run's error; report and go on)
+            failures.append(key)
+            log(f"FAILED {steps[key].run.label()}: {type(err).__name__}: {str(err).splitlines()[0]}")
+    if started_here:
+        ray.shutdown()
+    return failures

@@ -1,0 +1,70 @@
+"""The run store: what a finished run leaves under a root (its ledger record, per-instance ranks and, for
+runs that are loaded again, its trained weights), and the two roots a user deals with.
+
+* The reference: the committed results (`paths.reference_dir()`), what the kit's authors ran.
+* The user's own: `paths.output_dir()` (runs/own/, ignored by git), where every run of this machine lands.
+  A rerun reuses the user's own finished runs, never the reference's, so a table never passes the kit's
+  numbers off as the user's; `promote` copies finished runs into the reference before they are committed.
+
+Weights are kept weights only (no optimizer state), one file per run, with their sha256 in the record;
+loading checks the hash, the run, the dataset and the shapes."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from rasekit.runs import ledger, paths
+from rasekit.data.registry import sha256_of
+from rasekit.stages.loop import CheckpointError, save_atomic
+
+KEEP_WEIGHTS = ("default", "full")  # profiles whose models notebooks load again (smoke runs are CI's)
+
+
+def export_weights(key: str, meta: dict, state: dict, root: Path | None = None) -> dict:
+    """Write a run's weights beside its record; returns the record's "weights" entry."""
+    path = paths.weights_dir(root) / f"{key}.pt"
+    save_atomic({"meta": meta, "model": state}, path)
+    return {"file": str(path.relative_to(root or paths.output_dir())), "sha256": sha256_of(path),
+            "bytes": path.stat().st_size}
+
+
+def weights_path(record: dict, root: Path | None = None) -> Path | None:
+    """The verified weights file of a record under `root` (default: the user's own); None if the record
+    names none or the file is not there. A file whose sha256 differs from the record's is refused."""
+    entry = record.get("weights")
+    if not entry:
+        return None
+    path = (root or paths.output_dir()) / entry["file"]
+    if not path.exists():
+        return None
+    digest = sha256_of(path)
+    if digest != entry["sha256"]:
+        raise CheckpointError(f"{path}: sha256 {digest} does not match its ledger record's {entry['sha256']} "
+                              f"(run {record['key']}); the file was changed or belongs to another run")
+    return path
+
+
+def promote(keys=None, profile: str | None = None) -> list[str]:
+    """Copy the user's finished runs (all, those of `profile`, or `keys`) into the reference: record,
+    ranks and weights, the weights verified first. A larger profile's reference record is never replaced.
+    Returns the keys promoted."""
+    own, reference = paths.output_dir(), paths.reference_dir()
+    if own == reference:
+        raise ValueError("the output root is the reference itself: nothing to promote")
+    chosen = [r for r in ledger.records(own)
+              if (keys is None or r["key"] in keys) and (profile is None or r["profile"] == profile)]
+    missing = sorted(set(keys or ()) - {r["key"] for r in chosen})
+    if missing:
+        raise ValueError(f"not among your finished runs ({paths.ledger_dir(own)}): {missing}")
+    for record in chosen:
+        files = [paths.ranks_dir(own) / f"{record['key']}.npz"]
+        if record.get("weights"):
+            if weights_path(record, own) is None:
+                raise FileNotFoundError(f"weights of run {record['key']} are missing: {own / record['weights']['file']}")
+            files.append(own / record["weights"]["file"])
+        for source in files:
+            target = reference / source.relative_to(own)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+        ledger.put(record, reference)  # last: the record appears once its files are in place
+    return [r["key"] for r in chosen]

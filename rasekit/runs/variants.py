@@ -1,0 +1,127 @@
+"""Test-time variants of a trained run: the same frozen encoder and trained RAM, evaluated under a change
+(K, the index and its nprobe, the memory bank restricted to a partition, noisy input sequences) without
+training again. A stage-1 run (SASRec, DuoRec, ...) has only the noise variant.
+
+A variant is an evaluation, not a training run: seconds, cached as its own ledger record (stage
+"variant") that names its parent run, with its per-instance ranks beside it. The variant that changes
+nothing gives exactly the parent's test ranks (tests/test_variants.py)."""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from rasekit.runs import experiments, ledger, paths, profiles, store
+from rasekit import settings
+from rasekit.evaluate import metrics
+from rasekit.data.noise import Noise, noisy_data
+from rasekit.settings import SettingsError
+from rasekit.runs.keys import run_key
+from rasekit.runs.provenance import git_commit, record as provenance
+from rasekit.stages.pretraining import PretrainTask
+from rasekit.stages.loop import CheckpointError, check_shapes, evaluate_part, load_checkpoint
+
+SCHEMA = 1  # bump when the meaning of a field changes, so old variant records are not reused
+
+
+@dataclass(frozen=True)
+class TestVariant:
+    """What differs from the parent run at test time; None keeps the parent's setting."""
+    k: int | None = None
+    index: str | None = None
+    nprobe: int | None = None
+    partition: dict | None = None  # the train bank restricted as `experiments.partition_filter` says
+    noise: Noise | None = None     # noisy test inputs (and bank, if noise.bank == "noisy")
+
+    def __post_init__(self):
+        if self.k is not None:
+            settings.integer("k", self.k, 1, settings.RamConfig.K_MAX)
+        if self.index is not None:
+            settings.choice("index", self.index, settings.INDEX_KINDS)
+        if self.nprobe is not None:
+            settings.integer("nprobe", self.nprobe, 1)
+        experiments.check_partition(self.partition)
+
+        if self.noise is not None and not isinstance(self.noise, Noise):
+            raise SettingsError(f"noise={self.noise!r} is not allowed: expected a rasekit.data.noise.Noise")
+
+    def changes(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    def retrieval_changes(self) -> dict:
+        """The changes that only a stage-2 run has (retrieval and its bank)."""
+        return {k: v for k, v in self.changes().items() if k != "noise"}
+
+
+def _load_module(task, parent: dict) -> None:
+    """The parent's trained RAM into `task.model` (stored weights, else this machine's checkpoint)."""
+    path = store.weights_path(parent) or experiments.run_dir(parent["key"]) / "best.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"no trained weights of {parent['model']} ({parent['key']}) here: "
+                                f"{path}; rerun it with experiments.finetune to evaluate variants of it")
+    state = load_checkpoint(path, {"key": parent["key"], "dataset": parent["dataset"]})
+    check_shapes(path, state["model"], task.model)
+    task.model.load_state_dict(state["model"])
+
+
+def evaluate(parent: dict, variant: TestVariant, device=None, log=print) -> dict:
+    """The ledger record of `variant` of the trained run `parent` (its ledger record): reused if the
+    ledger holds it, else evaluated now."""
+    stage = parent.get("stage")
+    if stage not in ("pretrain", "finetune"):
+        raise ValueError(f"run {parent['key']} is a {stage} run; variants are of trained runs")
+    if stage == "pretrain" and variant.retrieval_changes():
+        raise SettingsError(f"{sorted(variant.retrieval_changes())} change retrieval, which the stage-1 "
+                            f"run {parent['model']} ({parent['key']}) does not have; only noise applies")
+    config = {"stage": "variant", "schema": SCHEMA, "parent": parent["key"], "variant": variant.changes()}
+    key = run_key(config)
+    cached = ledger.get(key)
+    if cached:
+        log(f"reusing {cached['model']} ({key})")
+        return cached
+    device = device or experiments.default_device()
+    data = experiments.load_data(parent["dataset"], profiles.get(parent["profile"]))
+    if variant.noise is not None:
+        data = noisy_data(data, variant.noise)
+    start, commit = time.perf_counter(), git_commit()
+    task = _stage2_task(parent, variant, data, device) if stage == "finetune" else \
+        PretrainTask(experiments.load_pretrained(parent, device), None, data, device)
+    ranks = evaluate_part(task, "test", chunk=1024)
+    name = parent["model"] + " @test " + ", ".join(f"{k}={_short(v)}" for k, v in sorted(variant.changes().items()))
+    log(f"evaluated {name} in {time.perf_counter() - start:.1f} s")
+    paths.ranks_dir().mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(paths.ranks_dir() / f"{key}.npz", test=ranks.astype(np.int32))
+    rec = {"key": key, "stage": "variant", "dataset": parent["dataset"], "model": name, "seed": parent["seed"],
+           "profile": parent["profile"], "parent": parent["key"], "config": config, "metrics": metrics(ranks),
+           **({"bank_size": len(task.bank)} if stage == "finetune" else {}),
+           "provenance": provenance([parent["dataset"]], device=device, commit=commit,
+                                    wall_time_s=time.perf_counter() - start)}
+    ledger.put(rec)
+    return rec
+
+
+def _short(value) -> str:
+    """A variant's value for its name: a noise setting as its fields."""
+    if isinstance(value, dict):
+        return "(" + ", ".join(f"{k}={v}" for k, v in value.items()) + ")"
+    return str(value)
+
+
+def _stage2_task(parent: dict, variant: TestVariant, data, device):
+    """The parent's RaSeRecTask under the variant's retrieval changes, its trained RAM loaded, the
+    test-time bank ready."""
+    from rasekit.stages.finetuning import RaSeRecTask
+
+    base = ledger.get(parent["config"]["backbone_key"])
+    if base is None:
+        raise CheckpointError(f"the stage-1 run {parent['config']['backbone_key']} of {parent['key']} is "
+                              f"not in the ledger")
+    changes = variant.retrieval_changes()
+    ram = {**parent["config"]["ram"], **{k: v for k, v in changes.items() if k != "partition"}}
+    partition = changes.get("partition", parent["config"]["partition"])
+    task = RaSeRecTask(experiments.load_pretrained(base, device), data, **ram, device=device,
+                       seed=parent["seed"], bank_filter=experiments.partition_filter(partition, data))
+    _load_module(task, parent)
+    task.before_test()
+    return task

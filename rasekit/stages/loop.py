@@ -1,0 +1,227 @@
+"""One training loop for both stages: Adam, validation every epoch, early stopping with the official
+patience semantics, the best checkpoint restored for the test, a checkpoint after every epoch so that an
+interrupted run started again continues where it stopped and ends with the same metrics."""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm  # text bars: a saved notebook reopens without widget errors
+
+from rasekit import settings
+from rasekit.evaluate import NonFiniteScoresError, metrics, target_ranks
+from rasekit.runs.threads import choose as choose_threads
+from rasekit.runs.threads import fixed_by_user as threads_fixed_by_user
+
+
+class Task(Protocol):
+    """What the training loop needs from a stage.
+
+    model: the nn.Module whose state_dict is checkpointed; its parameters with requires_grad are trained.
+    n_train: number of training instances; batches are arrays of their indices.
+    train_loss(index, rng): mean loss over a batch; rng is the loop's numpy Generator (checkpointed with it),
+        used for any sampling such as DuoRec's same-target positives.
+    scores(part, index): scores [b, n_items + 1] of instances `index` of part 'valid' or 'test'
+        (called under torch.no_grad with model.eval()).
+    targets(part): the target item of every instance of that part.
+    before_test(): called once after the best checkpoint is restored, before the test scores
+        (stage 2 grows its memory bank with the validation pairs here).
+    """
+    model: nn.Module
+    n_train: int
+
+    def train_loss(self, index: np.ndarray, rng: np.random.Generator) -> torch.Tensor: ...
+    def scores(self, part: str, index: np.ndarray) -> torch.Tensor: ...
+    def targets(self, part: str) -> np.ndarray: ...
+    def before_test(self) -> None: ...
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 100
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int = 10             # official stopping_step: stop after patience + 1 epochs without gain
+    valid_metric: str = "MRR@10"
+    eval_chunk: int = 1024
+
+    def __post_init__(self):
+        settings.integer("epochs", self.epochs, 1, 100_000)
+        settings.integer("batch_size", self.batch_size, 1)
+        settings.real("lr", self.lr, 0, low_open=True)
+        settings.real("weight_decay", self.weight_decay, 0)
+        settings.integer("patience", self.patience, 0)
+        settings.choice("valid_metric", self.valid_metric, settings.METRICS)
+        settings.integer("eval_chunk", self.eval_chunk, 1)
+
+    @classmethod
+    def of(cls, given: dict | None, defaults: dict | None = None) -> "TrainConfig":
+        """Settings `given` over `defaults`, each checked by name, type and range."""
+        names = [f.name for f in fields(cls)]
+        return cls(**{**(defaults or {}), **settings.known("training", given, names)})
+
+
+class DivergedError(ValueError):
+    """Training produced a non-finite loss or non-finite scores: nothing of it may be kept."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is unreadable or belongs to another run, dataset or model shape."""
+
+
+def save_atomic(obj, path: Path) -> None:
+    """torch.save to a temporary file renamed into place, so a kill never leaves half a checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path, meta: dict, model: nn.Module | None = None) -> dict:
+    """Load weights-only (no pickled code runs), check it belongs to this run, check parameter shapes."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for truncated or foreign files
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from None
+    if not isinstance(state, dict) or "meta" not in state or "model" not in state:
+        raise CheckpointError(f"{path}: not a rasekit checkpoint (no 'meta'/'model' entries)")
+    for key, want in meta.items():
+        if state["meta"].get(key) != want:
+            raise CheckpointError(f"{path}: checkpoint has {key}={state['meta'].get(key)!r}, "
+                                  f"this run needs {want!r}")
+    if model is not None:
+        check_shapes(path, state["model"], model)
+    return state
+
+
+def check_shapes(path: Path, weights: dict, model: nn.Module) -> None:
+    own = model.state_dict()
+    missing, extra = set(own) - set(weights), set(weights) - set(own)
+    if missing or extra:
+        raise CheckpointError(f"{path}: parameters differ: missing {sorted(missing)[:5]}, "
+                              f"unexpected {sorted(extra)[:5]}")
+    for name, tensor in own.items():
+        if tuple(weights[name].shape) != tuple(tensor.shape):
+            raise CheckpointError(f"{path}: {name} has shape {tuple(weights[name].shape)}, "
+                                  f"the model needs {tuple(tensor.shape)}")
+
+
+def evaluate_part(task: Task, part: str, chunk: int) -> np.ndarray:
+    task.model.eval()
+    with torch.no_grad():
+        try:
+            return target_ranks(lambda index: task.scores(part, index), task.targets(part), chunk=chunk)
+        except NonFiniteScoresError as err:
+            raise DivergedError(f"{part} scores are not finite: {err}") from None
+
+
+def _train_epoch(task: Task, optimizer, config: TrainConfig, rng: np.random.Generator, desc: str) -> float:
+    task.model.train()
+    order = rng.permutation(task.n_train)
+    batches = [order[i:i + config.batch_size] for i in range(0, len(order), config.batch_size)]
+    total = 0.0
+    for step, index in enumerate(tqdm(batches, desc=desc, leave=False, mininterval=1.0), start=1):
+        optimizer.zero_grad(set_to_none=True)
+        loss = task.train_loss(index, rng)
+        value = loss.item()
+        if not math.isfinite(value):  # checked before the step, so no NaN reaches the weights
+            raise DivergedError(f"training loss is {value} at batch {step} of {len(batches)}")
+        loss.backward()
+        optimizer.step()
+        total += value
+    return total
+
+
+RESUME_ENTRIES = ("model", "optimizer", "torch_rng", "numpy_rng", "loop")
+
+
+def _resume(last: Path, meta: dict, task: Task, optimizer, rng: np.random.Generator) -> dict:
+    """Restore model, optimizer, both random generators and the loop state from `last`."""
+    saved = load_checkpoint(last, meta, task.model)
+    missing = [entry for entry in RESUME_ENTRIES if entry not in saved]
+    if missing:
+        raise CheckpointError(f"{last}: not a resumable checkpoint (it lacks {', '.join(missing)}); "
+                              f"delete it to train this run from the start")
+    task.model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    torch.set_rng_state(saved["torch_rng"])
+    rng.bit_generator.state = saved["numpy_rng"]
+    return saved["loop"]
+
+
+def fit(task: Task, config: TrainConfig, run_dir: Path, meta: dict, seed: int, log=print,
+        name: str = "run") -> dict:
+    """Train with early stopping, resuming from run_dir/last.pt if present; test the best epoch.
+
+    meta: facts a checkpoint must share with this run (e.g. config hash, dataset, n_items); a
+    checkpoint with other values is refused rather than silently reused. name: what the log and the
+    errors call this run (e.g. "DuoRec (stage 1) on Beauty, seed 1"). Threads: see `rasekit.runs.threads`.
+    A non-finite loss or score stops the run with a DivergedError before that epoch is checkpointed, so
+    neither "best" nor "last" ever holds a diverged model and no result is returned.
+    Returns best epoch, epochs run, the history, and validation/test metrics and per-instance ranks."""
+    run_dir = Path(run_dir)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    params = [p for p in task.model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    state = {"epoch": -1, "best_epoch": -1, "best_score": -np.inf, "stale": 0, "history": [],
+             "train_seconds": 0.0}
+    last, best = run_dir / "last.pt", run_dir / "best.pt"
+    if last.exists():
+        state = _resume(last, meta, task, optimizer, rng)
+        log(f"{name}: resuming after epoch {state['epoch']} from {last}")
+    # the run's thread count: the user's, else the one it started with, else the cores free now
+    threads = threads_fixed_by_user() or state.get("threads") or choose_threads()
+    state["threads"] = threads
+    torch.set_num_threads(threads)
+    for epoch in range(state["epoch"] + 1, config.epochs):
+        if state["stale"] > config.patience:
+            break
+        start = time.perf_counter()
+        try:
+            loss = _train_epoch(task, optimizer, config, rng, desc=f"{name} epoch {epoch}")
+            valid = metrics(evaluate_part(task, "valid", config.eval_chunk))
+        except DivergedError as err:
+            raise DivergedError(f"{name} diverged in epoch {epoch}: {err}. Nothing of this epoch was kept "
+                                f"(no checkpoint, no ledger record); a smaller lr usually helps") from None
+        state["train_seconds"] += time.perf_counter() - start
+        score = valid[config.valid_metric]
+        state["history"].append({"epoch": epoch, "loss": loss, **valid})
+        if score > state["best_score"]:  # strict improvement, as the official early stopping
+            state.update(best_score=score, best_epoch=epoch, stale=0)
+            save_atomic({"meta": meta, "model": task.model.state_dict()}, best)
+        else:
+            state["stale"] += 1
+        state["epoch"] = epoch
+        save_atomic({"meta": meta, "model": task.model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "torch_rng": torch.get_rng_state(), "numpy_rng": rng.bit_generator.state,
+                     "loop": state}, last)
+        shown = dict.fromkeys([config.valid_metric, "HR@10", "NDCG@10"])  # the stopping metric first
+        log(f"{name} epoch {epoch}: loss {loss:.1f}  valid "
+            + "  ".join(f"{m} {valid[m]:.4f}" for m in shown)
+            + f"  ({time.perf_counter() - start:.1f} s, {threads} thread{'s' if threads > 1 else ''})")
+    task.model.load_state_dict(load_checkpoint(best, meta, task.model)["model"])
+    try:
+        valid_ranks = evaluate_part(task, "valid", config.eval_chunk)
+        task.before_test()
+        test_ranks = evaluate_part(task, "test", config.eval_chunk)
+    except DivergedError as err:
+        raise DivergedError(f"{name}, best epoch {state['best_epoch']}: {err}") from None
+    return {"best_epoch": state["best_epoch"], "epochs_run": state["epoch"] + 1,
+            "history": state["history"], "train_seconds": state["train_seconds"],
+            "valid_metrics": metrics(valid_ranks), "metrics": metrics(test_ranks),
+            "valid_ranks": valid_ranks, "test_ranks": test_ranks, "config": asdict(config)}
