@@ -83,3 +83,14 @@ def test_a_local_ray_completes_the_smoke_chain(tmp_path, monkeypatch, capsys):
     assert sorted(r["model"] for r in ledger.records()) == ["DuoRec", "RaSeRec(DuoRec)"]
     assert main(["plan", "--profile", "smoke", "01_main_results"]) == 0
     assert "2 runs, 2 in the ledger, 0 to run" in capsys.readouterr().out
+
+
+def test_notebooks_that_load_trained_models_know_when_none_is_loadable(tmp_path, monkeypatch):
+    from rasekit.runs import runner
+    monkeypatch.setenv("RASEKIT_OUTPUT", str(paths.REPO_ROOT))  # the reference: default runs, no weights
+    monkeypatch.setenv("RASEKIT_CACHE", str(tmp_path / "cache"))  # and no checkpoints of this machine
+    assert plan.loadable_runs("default", "05_noise_robustness") == []
+    assert not runner._has_inputs("04_memory_partitions", "default", {})
+    assert runner._has_inputs("01_main_results", "default", {})  # tables from ranks need no weights
+    full = plan.loadable_runs("full", "05_noise_robustness", {"datasets": ["Beauty"], "seeds": [1]})
+    assert full, "the reference stores the weights of Beauty seed 1's full runs"

@@ -132,6 +132,18 @@ NOTEBOOK_RUNS = {"01_main_results": main_results_all, "02_pretraining": stage1_r
                  "05_noise_robustness": long_tail_all}
 
 
+# Notebooks that load trained models again (not only their ranks), and the stage whose weights they need.
+NEEDS_WEIGHTS = {"04_memory_partitions": "finetune", "05_noise_robustness": None}
+
+
+def loadable_runs(profile: str, notebook: str, parameters: dict | None = None) -> list[str]:
+    """Keys of the notebook's runs that are in the ledger with their trained models loadable here (of the
+    stage it needs, if one)."""
+    stage = NEEDS_WEIGHTS.get(notebook)
+    return [key for key, step in build(profile, [notebook], parameters).items()
+            if step.done and (stage is None or step.run.stage == stage) and _loadable(ledger.get(key))]
+
+
 # ---- the plan ------------------------------------------------------------------------------------------
 
 @dataclass
@@ -163,7 +175,7 @@ def build(profile: str, notebooks=None, parameters: dict | None = None) -> dict[
     for name in names:
         runs_of = NOTEBOOK_RUNS[name]
         accepted = inspect.signature(runs_of).parameters  # a notebook's other parameters (reuse_only, ...)
-        wanted = {k: v for k, v in (parameters or {}).items() if k in accepted}
+        wanted = {k: v for k, v in (parameters or {}).items() if k in accepted and k != "profile"}
         for run in runs_of(profile, **wanted):
             add(run)
     records = ledger.records()

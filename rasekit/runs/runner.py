@@ -50,6 +50,11 @@ def run_batch(profile: str = "default", notebooks=None, out_root: Path | None = 
     manifest = {"profile": prof.name, "parameters": parameters, "output": str(paths.output_dir()),
                 "git_commit": git_commit(), "versions": versions(), "notebooks": []}
     for source in sources:
+        if parameters.get("reuse_only") and not _has_inputs(source.stem, prof.name, parameters):
+            print(f"[batch] {source.name} skipped: none of its runs of profile {prof.name} has trained weights "
+                  f"here to load (it evaluates trained models again)", flush=True)
+            manifest["notebooks"].append({"name": source.name, "skipped": "no loadable trained weights"})
+            continue
         print(f"[batch] {source.name} (profile {prof.name})", flush=True)
         start = time.perf_counter()
         papermill.execute_notebook(str(source), str(out / source.name), parameters=_accepted(source, parameters),
@@ -60,6 +65,14 @@ def run_batch(profile: str = "default", notebooks=None, out_root: Path | None = 
     print(f"[batch] executed notebooks in {out}; figures in {paths.figures_dir(prof.name)}; "
           f"tables in {paths.tables_dir(prof.name)}")
     return out
+
+
+def _has_inputs(notebook: str, profile: str, parameters: dict) -> bool:
+    """Whether a notebook that loads trained models (plan.NEEDS_WEIGHTS) has any to load; others always do."""
+    from rasekit.runs import plan
+    if notebook not in plan.NEEDS_WEIGHTS:
+        return True
+    return bool(plan.loadable_runs(profile, notebook, parameters))
 
 
 def _accepted(source: Path, parameters: dict) -> dict:
