@@ -95,3 +95,18 @@ def test_batch_reference_trains_nothing_and_writes_into_the_reference(tmp_kit, m
     assert seen[0][1]["reuse_only"] is True and "reuse_only" not in seen[1][1]  # 00 declares no such parameter
     assert all(output == tmp_kit["reference"] for *_, output in seen)
     assert paths.output_dir() == tmp_kit["output"]  # restored afterwards
+
+
+def test_the_best_checkpoint_of_a_run_trained_again_is_not_its_records_model(tmp_path, monkeypatch):
+    from rasekit.runs import experiments
+    from rasekit.stages.loop import save_atomic
+    monkeypatch.setenv("RASEKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("RASEKIT_OUTPUT", str(tmp_path / "own"))
+    record = {"key": "7" * 16, "epochs_run": 48, "best_epoch": 36}
+    folder = experiments.run_dir(record["key"])
+    meta = {"key": record["key"]}
+    save_atomic({"meta": meta, "model": {}}, folder / "best.pt")
+    save_atomic({"meta": meta, "model": {}, "loop": {"epoch": 13, "best_epoch": 12}}, folder / "last.pt")
+    assert not experiments.has_weights(record)  # under way: epoch 13 of a 48-epoch run
+    save_atomic({"meta": meta, "model": {}, "loop": {"epoch": 47, "best_epoch": 36}}, folder / "last.pt")
+    assert experiments.trained_weights(record) == folder / "best.pt"  # finished: the recorded run

@@ -278,19 +278,34 @@ def _check_k(k: int, data: datasets.SplitData) -> None:
                                      f"{len(data.train)} memories; expected k <= {len(data.train)}")
 
 
+def trained_weights(record: dict) -> Path | None:
+    """The file of a finished run's trained weights here: its stored weights (sha256 checked), else this
+    machine's best checkpoint, but only if that checkpoint's run is the one recorded (it ran as many
+    epochs and kept the same best epoch): a run trained again is under way under the same key, and its
+    best checkpoint so far is not the recorded model."""
+    stored = store.weights_path(record)
+    if stored is not None:
+        return stored
+    best, last = run_dir(record["key"]) / "best.pt", run_dir(record["key"]) / "last.pt"
+    if not (best.exists() and last.exists()):
+        return None
+    loop = load_checkpoint(last, {"key": record["key"]}).get("loop", {})
+    finished = loop.get("epoch", -2) + 1 == record.get("epochs_run") and loop.get("best_epoch") == record.get("best_epoch")
+    return best if finished else None
+
+
 def has_weights(record: dict) -> bool:
-    """Whether the trained weights of a run are here (its stored weights, or this machine's checkpoint)."""
-    return store.weights_path(record) is not None or (run_dir(record["key"]) / "best.pt").exists()
+    """Whether the trained weights of a finished run are here (see `trained_weights`)."""
+    return trained_weights(record) is not None
 
 
 def load_pretrained(record: dict, device=None, checkpoint: str = "best.pt"):
-    """The encoder of a stage-1 ledger record, in eval mode: from its stored weights (sha256 checked), else
-    from this machine's best (or `checkpoint`: last.pt) checkpoint; the run, dataset and shapes checked."""
-    path = store.weights_path(record) if checkpoint == "best.pt" else None
-    path = path or run_dir(record["key"]) / checkpoint
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no weights for run {record['key']}; "
-                                f"experiments.pretrain(..., need_checkpoint=True) retrains it")
+    """The encoder of a stage-1 ledger record, in eval mode: its trained weights (`trained_weights`), or
+    with checkpoint="last.pt" this machine's last checkpoint; the run, dataset and shapes checked."""
+    path = trained_weights(record) if checkpoint == "best.pt" else run_dir(record["key"]) / checkpoint
+    if path is None or not path.exists():
+        raise FileNotFoundError(f"no trained weights of run {record['key']} here, stored or from a finished run "
+                                f"of this machine; experiments.pretrain(..., need_checkpoint=True) retrains it")
     weights = load_checkpoint(path, {"key": record["key"], "dataset": record["config"]["dataset"]})
     encoder = build_encoder(record["config"], weights["meta"]["n_items"])
     check_shapes(path, weights["model"], encoder)  # the same check as a resume: one clear error

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from rasekit.runs import experiments, ledger, paths, profiles, store
+from rasekit.runs import experiments, ledger, paths, profiles
 from rasekit import settings
 from rasekit.evaluate import metrics
 from rasekit.data.noise import Noise, noisy_data
@@ -56,10 +56,11 @@ class TestVariant:
 
 def _load_module(task, parent: dict) -> None:
     """The parent's trained RAM into `task.model` (stored weights, else this machine's checkpoint)."""
-    path = store.weights_path(parent) or experiments.run_dir(parent["key"]) / "best.pt"
-    if not path.exists():
-        raise FileNotFoundError(f"no trained weights of {parent['model']} ({parent['key']}) here: "
-                                f"{path}; rerun it with experiments.finetune to evaluate variants of it")
+    path = experiments.trained_weights(parent)
+    if path is None:
+        raise FileNotFoundError(f"no trained weights of {parent['model']} ({parent['key']}) here, stored or "
+                                f"from a finished run of this machine; rerun it with experiments.finetune "
+                                f"(need_checkpoint=True) to evaluate variants of it")
     state = load_checkpoint(path, {"key": parent["key"], "dataset": parent["dataset"]})
     check_shapes(path, state["model"], task.model)
     task.model.load_state_dict(state["model"])
