@@ -144,10 +144,12 @@ def test_a_partition_smaller_than_k_is_refused_before_training(tiny):  # noqa: F
 ])
 def test_a_stage_1_checkpoint_of_another_shape_is_refused(tmp_kit, other, message):
     config = experiments.pretrain_config("Beauty", "sasrec", "duorec", 1, experiments.profiles.get("smoke"))
-    rec = {"key": "older", "config": config}
+    rec = {"key": "older", "config": config, "epochs_run": 1, "best_epoch": 0}
     encoder = make_encoder(other.pop("name"), 50, **other)
-    save_atomic({"meta": {"key": "older", "dataset": "Beauty", "n_items": 50}, "model": encoder.state_dict()},
-                experiments.run_dir("older") / "best.pt")
+    meta = {"key": "older", "dataset": "Beauty", "n_items": 50}
+    save_atomic({"meta": meta, "model": encoder.state_dict()}, experiments.run_dir("older") / "best.pt")
+    save_atomic({"meta": meta, "model": {}, "loop": {"epoch": 0, "best_epoch": 0}},  # a finished run
+                experiments.run_dir("older") / "last.pt")
     with pytest.raises(CheckpointError, match=message):
         experiments.load_pretrained(rec, "cpu")
 
