@@ -75,7 +75,7 @@ def _promote(args) -> None:
 def _migrate(args) -> None:
     from rasekit.runs import keys, paths
     root = paths.reference_dir() if args.reference else paths.output_dir()
-    renamed = keys.migrate(root, cache=None if not args.reference else paths.cache_dir() / "no-checkpoints")
+    renamed = keys.migrate(root, checkpoints=not args.reference)  # the cache holds the user's own runs
     print(f"{len(renamed)} runs renamed to schema-{keys.SCHEMA} keys under {root}" if renamed
           else f"every run under {root} has its schema-{keys.SCHEMA} key")
 

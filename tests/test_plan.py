@@ -94,3 +94,33 @@ def test_notebooks_that_load_trained_models_know_when_none_is_loadable(tmp_path,
     assert runner._has_inputs("01_main_results", "default", {})  # tables from ranks need no weights
     full = plan.loadable_runs("full", "05_noise_robustness", {"datasets": ["Beauty"], "seeds": [1]})
     assert full, "the reference stores the weights of Beauty seed 1's full runs"
+
+
+def test_a_killed_plan_leaves_no_worker_training_on(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    script = tmp_path / "plan.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "from concurrent.futures import ProcessPoolExecutor\n"
+        "from multiprocessing import get_context\n"
+        "from rasekit.runs.plan import _exit_with_parent\n"
+        "if __name__ == '__main__':\n"
+        "    pool = ProcessPoolExecutor(1, mp_context=get_context('spawn'), initializer=_exit_with_parent)\n"
+        "    print(pool.submit(os.getpid).result(), flush=True)\n"
+        "    pool.submit(time.sleep, 600)\n"
+        "    time.sleep(600)\n")
+    plan_process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    worker = int(plan_process.stdout.readline())
+    plan_process.send_signal(signal.SIGKILL)  # as a session's end kills it
+    plan_process.wait()
+    for _ in range(50):
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    os.kill(worker, signal.SIGKILL)
+    pytest.fail("the worker outlived the killed plan")

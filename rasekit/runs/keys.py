@@ -57,13 +57,14 @@ def run_key(config: dict) -> str:
 STAGE_ORDER = {"pretrain": 0, "baseline": 0, "finetune": 1, "variant": 2}
 
 
-def migrate(root: Path | None = None, cache: Path | None = None, log=print) -> dict[str, str]:
+def migrate(root: Path | None = None, cache: Path | None = None, log=print,
+            checkpoints: bool = True) -> dict[str, str]:
     """Rename every run under `root` (default: the user's own) whose key is not its schema-2 key, with its
-    ranks, weights (their meta rewritten, the record's sha256 updated) and this machine's checkpoints
-    under `cache` (default: paths.runs_dir()). A stage-2 run follows its stage-1 run's new key, a variant
-    its parent's. Idempotent; returns {old key: new key}."""
+    ranks, weights (their meta rewritten, the record's sha256 updated) and, with `checkpoints`, this
+    machine's checkpoints under `cache` (default: paths.runs_dir()). A stage-2 run follows its stage-1
+    run's new key, a variant its parent's. Idempotent; returns {old key: new key}."""
     root = root or paths.output_dir()
-    cache = cache or paths.runs_dir()
+    cache = (cache or paths.runs_dir()) if checkpoints else None
     renamed: dict[str, str] = {}
     records = sorted(ledger.records(root), key=lambda r: STAGE_ORDER.get(r.get("stage"), 3))
     for record in records:
@@ -81,7 +82,8 @@ def migrate(root: Path | None = None, cache: Path | None = None, log=print) -> d
         ledger.put(record, root)
         (paths.ledger_dir(root) / f"{old}.json").unlink()
         log(f"{old} -> {new}  {record['model']} on {record['dataset']}, seed {record['seed']} ({record['profile']})")
-    _move_unfinished(cache, [root, paths.reference_dir()], log)
+    if cache is not None:
+        _move_unfinished(cache, [root, paths.reference_dir()], log)
     return renamed
 
 
@@ -91,10 +93,7 @@ def _move_unfinished(cache: Path, roots: list[Path], log) -> None:
     for root in dict.fromkeys(roots):
         for record in ledger.records(root):
             for old in record.get("previous_keys", []):
-                if (cache / old).is_dir() and not (cache / record["key"]).exists():
-                    shutil.move(str(cache / old), str(cache / record["key"]))
-                    for checkpoint in (cache / record["key"]).glob("*.pt"):
-                        _rekey_checkpoint(checkpoint, record["key"])
+                if _move_checkpoints(cache, old, record["key"]):
                     log(f"checkpoints {old} -> {record['key']}  ({record['model']}, under way)")
 
 
@@ -117,14 +116,18 @@ def _move_files(root: Path, cache: Path, old: str, new: str, record: dict) -> No
         state = torch.load(source, map_location="cpu", weights_only=True)
         record["weights"] = store.export_weights(new, {**state["meta"], "key": new}, state["model"], root)
         source.unlink()
-    if (cache / old).is_dir() and not (cache / new).exists():
-        shutil.move(str(cache / old), str(cache / new))
-        for checkpoint in (cache / new).glob("*.pt"):
-            _rekey_checkpoint(checkpoint, new)
+    if cache is not None:
+        _move_checkpoints(cache, old, new)
 
 
-def _rekey_checkpoint(path: Path, key: str) -> None:
+def _move_checkpoints(cache: Path, old: str, new: str) -> bool:
+    """Move a run's checkpoint folder to its new key, the key inside each checkpoint too; False if there
+    is none to move (or the new one exists)."""
     from rasekit.stages.loop import save_atomic
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    state["meta"] = {**state["meta"], "key": key}
-    save_atomic(state, path)
+    if not (cache / old).is_dir() or (cache / new).exists():
+        return False
+    shutil.move(str(cache / old), str(cache / new))
+    for path in (cache / new).glob("*.pt"):
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        save_atomic({**state, "meta": {**state["meta"], "key": new}}, path)
+    return True

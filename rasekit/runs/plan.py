@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import os
 import re
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
@@ -287,6 +288,18 @@ def _execute(run: dict, threads: int, *_needs) -> str:
     return record["key"]
 
 
+def _exit_with_parent() -> None:
+    """In a worker: end when the plan's process is gone (killed), so that no orphan trains on beside the
+    plan started again, two processes writing one run's checkpoints."""
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(2)
+        os._exit(1)
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def run_local(steps: dict[str, Step], workers: int, log=print) -> list[str]:
     """Execute the steps not in the ledger with `workers` processes, each as soon as what it needs is done.
     A failed step is reported and the steps that need it are skipped; returns the failures."""
@@ -298,7 +311,7 @@ def run_local(steps: dict[str, Step], workers: int, log=print) -> list[str]:
         log("nothing to run: every run of the plan is in the ledger")
         return failures
     log(f"running {len(todo)} runs with {workers} workers x {threads} threads")
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_exit_with_parent) as pool:
         running = {}
         while todo or running:
             blocked = [k for k, s in todo.items() if any(n in failures for n in s.needs)]
