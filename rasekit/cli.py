@@ -136,8 +136,9 @@ def parser() -> argparse.ArgumentParser:
     profile_help = f"run profile ({', '.join(profiles.PROFILE_ORDER)}; default $RASEKIT_PROFILE or default)"
     p = sub.add_parser("pretrain", help="stage 1: train an encoder (cached in the ledger)")
     p.add_argument("--dataset", default="Beauty")
-    p.add_argument("--encoder", default="sasrec", choices=["sasrec", "gru4rec"])
-    p.add_argument("--objective", default="duorec", choices=["ce", "duorec", "cl4srec"])
+    p.add_argument("--encoder", default="sasrec", choices=["sasrec", "gru4rec", "bert4rec"])
+    p.add_argument("--objective", default="duorec", choices=["ce", "duorec", "cl4srec", "bpr", "cloze"],
+                   help="bert4rec trains with cloze, the other encoders with any other objective")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--profile", default=None, help=profile_help)
     p.add_argument("--train", type=_settings, default=None, metavar="JSON",

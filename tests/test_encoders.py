@@ -152,7 +152,7 @@ def test_gru4rec_shapes_and_sizes():
 
 def test_unknown_encoder_name():
     with pytest.raises(ValueError, match="unknown encoder"):
-        make_encoder("bert4rec", 10)
+        make_encoder("caser", 10)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -114,7 +114,7 @@ def test_impossible_settings_are_refused_before_any_work(tiny, kwargs, message):
 
 
 def test_stage_1_settings_are_checked_too(tiny):  # noqa: F811
-    for kwargs, message in [({"objective": "bpr"}, "objective='bpr' is not allowed"),
+    for kwargs, message in [({"objective": "s3rec"}, "objective='s3rec' is not allowed"),
                             ({"encoder": "bert"}, "encoder='bert' is not allowed"),
                             ({"train": {"patience": -1}}, "patience=-1 is not allowed"),
                             ({"encoder_params": {"hiden_size": 32}}, r"unknown sasrec encoder setting")]:

@@ -139,7 +139,7 @@ def test_duorec_rejects_unknown_mode():
     with pytest.raises(ValueError, match="contrast"):
         DuoRec(contrast="none")
     with pytest.raises(ValueError, match="unknown objective"):
-        make_objective("bpr")
+        make_objective("s3rec")
 
 
 def test_duorec_on_sasrec_trains():

@@ -8,10 +8,17 @@ from rasekit.runs import ledger, paths, plan
 from rasekit.cli import main
 
 
+def rerun_pending(step) -> bool:
+    """A committed run recorded under the exact stopping rule whose rerun under the official rule (the
+    default) is still to come: the reference holds it under the exact rule's key."""
+    from dataclasses import replace
+    return ledger.get(replace(step.run, train=(("valid_decimals", None),)).key, paths.REPO_ROOT) is not None
+
+
 def test_the_plan_finds_the_committed_full_runs_under_the_notebooks_keys(monkeypatch, capsys):
     monkeypatch.setenv("RASEKIT_OUTPUT", str(paths.REPO_ROOT))  # the committed reference ledger (read only)
     steps = plan.build("full", ["01_main_results"])
-    assert len(steps) == 12 and all(step.done for step in steps.values())
+    assert len(steps) == 12 and all(step.done or rerun_pending(step) for step in steps.values())
     stage2 = [s for s in steps.values() if s.run.stage == "finetune"]
     assert all(len(s.needs) == 1 and steps[s.needs[0]].run.model == "DuoRec" for s in stage2)
     assert main(["plan", "--profile", "full"]) == 0
@@ -22,7 +29,8 @@ def test_the_plan_finds_the_committed_full_runs_under_the_notebooks_keys(monkeyp
 def test_a_fresh_users_plan_learns_its_estimates_from_the_reference(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("RASEKIT_OUTPUT", str(tmp_path / "own"))  # an empty ledger of the user's own
     steps = plan.build("full", ["01_main_results"])
-    assert not any(step.done for step in steps.values()) and all(s.in_reference for s in steps.values())
+    assert not any(step.done for step in steps.values())
+    assert all(s.in_reference or rerun_pending(s) for s in steps.values())
     reference = {r["key"]: r for r in ledger.records(paths.REPO_ROOT)}
     duorec = next(s for s in steps.values() if s.run.model == "DuoRec" and s.run.dataset == "Beauty")
     recorded = sorted(plan._cpu_seconds(r) for r in reference.values()

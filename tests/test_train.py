@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from rasekit.stages.loop import CheckpointError, TrainConfig, fit, load_checkpoint
+from rasekit.settings import SettingsError
+from rasekit.stages.loop import CheckpointError, TrainConfig, fit, load_checkpoint, replay_stopping
 
 
 class ToyTask:
@@ -101,3 +102,35 @@ def test_impossible_settings_are_refused():
         TrainConfig(batch_size=0)
     with pytest.raises(ValueError, match=r"lr=0 is not allowed: expected a finite number in \(0, inf\]"):
         TrainConfig(lr=0)
+
+
+def curve(*scores):
+    return [{"epoch": i, "HR@5": s} for i, s in enumerate(scores)]
+
+
+def test_the_official_rule_rounds_validation_scores_before_comparing_epochs():
+    # a gain in the 5th decimal (epoch 2) is a gain for the exact rule only
+    history = curve(0.1, 0.12001, 0.12004, 0.11, 0.11, 0.11)
+    official = TrainConfig(epochs=6, patience=1, valid_metric="HR@5")
+    exact = TrainConfig(epochs=6, patience=1, valid_metric="HR@5", valid_decimals=None)
+    assert official.valid_decimals == 4
+    assert replay_stopping(history, official) == (1, 4)  # stale after epochs 2 and 3: stops before 4
+    assert replay_stopping(history, exact) == (2, 5)
+    assert replay_stopping(history[:3], official) is None  # it would have trained on
+    assert replay_stopping(history[:3], TrainConfig(epochs=3, valid_metric="HR@5")) == (1, 3)
+    with pytest.raises(SettingsError, match="valid_decimals=2.5"):
+        TrainConfig(valid_decimals=2.5)
+
+
+def test_a_run_started_under_the_exact_rule_resumes_only_if_the_rule_keeps_its_best_epoch(tmp_path):
+    exact = TrainConfig(epochs=6, batch_size=32, lr=0.05, valid_metric="HR@5", valid_decimals=None)
+    with pytest.raises(KeyboardInterrupt):
+        fit(ToyTask(fail_at_call=40), exact, tmp_path / "run", META, seed=3, log=lambda *_: None)
+    last = tmp_path / "run" / "last.pt"
+    state = torch.load(last, weights_only=True)
+    del state["loop"]["valid_decimals"]  # as a checkpoint written before the rule was a setting
+    state["loop"]["history"] = curve(0.1, 0.12001, 0.12004)[: state["loop"]["epoch"] + 1]
+    state["loop"]["best_epoch"] = len(state["loop"]["history"]) - 1
+    torch.save(state, last)
+    with pytest.raises(CheckpointError, match="rounded to 4 decimals it would be 1"):
+        fit(ToyTask(), CONFIG, tmp_path / "run", META, seed=3, log=lambda *_: None)

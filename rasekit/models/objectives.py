@@ -146,6 +146,69 @@ class DuoRec:
     __call__ = loss
 
 
+def sample_negatives(targets: torch.Tensor, n_items: int, generator=None) -> torch.Tensor:
+    """One item per target, uniform over the real items 1..n_items other than the target (never the
+    padding row 0, never the target itself)."""
+    if n_items < 2:
+        raise ValueError(f"negative sampling needs at least 2 items, the data has {n_items}")
+    draw = torch.randint(1, n_items, targets.shape, device=targets.device, generator=generator)
+    return draw + (draw >= targets).long()  # skip the target: 1..n_items minus one value, uniformly
+
+
+class BPR:
+    """SASRec trained with BPR and one sampled negative per instance (the loss most published tables use
+    for SASRec; RecBole's loss_type BPR): mean of -log sigmoid(h e_target - h e_negative)."""
+
+    needs_positives = False
+
+    def __init__(self, generator: torch.Generator | None = None):
+        self.generator = generator
+
+    def loss(self, encoder, batch: Batch) -> torch.Tensor:
+        h = encoder(batch["seqs"], batch["lengths"])
+        targets = batch["targets"]
+        negatives = sample_negatives(targets, encoder.n_items, self.generator)
+        weights = encoder.item_weights()
+        gap = (h * (weights[targets] - weights[negatives])).sum(-1)
+        return -F.logsigmoid(gap).mean()
+
+    __call__ = loss
+
+
+class Cloze:
+    """BERT4Rec's cloze objective (Sun et al., CIKM 2019). The training instance's target is appended to its
+    sequence; each real position is replaced by the mask token with probability `mask_ratio` (a sequence
+    with none masked gets its last item, the target, masked, as the paper's extra samples that mask only
+    the last item); the loss is the cross-entropy of the masked items over every item row.
+    mask_ratio 0.2 is RecBole's BERT4Rec default (the DuoRec code base); the paper chose 0.6 on Beauty."""
+
+    needs_positives = False
+
+    def __init__(self, mask_ratio: float = 0.2, generator: torch.Generator | None = None):
+        settings.real("mask_ratio", mask_ratio, 0, 1, low_open=True)
+        self.mask_ratio, self.generator = mask_ratio, generator
+
+    def masked(self, seqs: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor, mask_id: int):
+        """(input with masks [B, W + 1], which positions are masked, the items there)."""
+        rows = torch.arange(seqs.shape[0], device=seqs.device)
+        full = torch.cat([seqs, seqs.new_zeros(seqs.shape[0], 1)], 1)
+        full[rows, lengths] = targets
+        real = full > 0
+        chosen = (torch.rand(full.shape, device=full.device, generator=self.generator) < self.mask_ratio) & real
+        none = ~chosen.any(1)
+        chosen[rows[none], lengths[none]] = True
+        return full.masked_fill(chosen, mask_id), chosen, full[chosen]
+
+    def loss(self, encoder, batch: Batch) -> torch.Tensor:
+        if not getattr(encoder, "bidirectional", False):
+            raise ValueError("the cloze objective trains a bidirectional encoder: use encoder 'bert4rec'")
+        inputs, chosen, items = self.masked(batch["seqs"], batch["lengths"], batch["targets"], encoder.mask_id)
+        h = encoder.encode_bidirectional(inputs, batch["lengths"] + 1)[chosen]
+        return recommendation_loss(encoder, h, items)
+
+    __call__ = loss
+
+
 # ----------------------------------------------------------------------------------------------------
 # CL4SRec augmentations. Each draws from torch's generator (global unless one is passed), vectorised
 # over the batch; sequences are left-aligned and zero-padded, in and out.
@@ -238,11 +301,11 @@ class CL4SRec:
     __call__ = loss
 
 
-OBJECTIVES = {"ce": CrossEntropy, "duorec": DuoRec, "cl4srec": CL4SRec}
+OBJECTIVES = {"ce": CrossEntropy, "duorec": DuoRec, "cl4srec": CL4SRec, "bpr": BPR, "cloze": Cloze}
 
 
 def make_objective(name: str, **params):
-    """Build an objective by name ('ce', 'duorec', 'cl4srec'); `params` override its defaults."""
+    """Build an objective by name (see OBJECTIVES); `params` override its defaults."""
     try:
         cls = OBJECTIVES[name.lower()]
     except KeyError:

@@ -22,16 +22,17 @@ from rasekit.stages.loop import TrainConfig, check_shapes, fit, load_checkpoint
 
 # Official settings (reference sections 4.1, 4.2 and 5); `full` uses them as they are.
 PRETRAIN = {"epochs": 100, "batch_size": 256, "lr": 1e-3, "weight_decay": 0.0, "patience": 10,
-            "valid_metric": "MRR@10"}
+            "valid_metric": "MRR@10", "valid_decimals": 4}
 # Official fine-tuning settings (reference sections 4.5, 4.6 and 8.2).
 FINETUNE = {"epochs": 100, "batch_size": 1024, "lr": 1e-3, "weight_decay": 0.0, "patience": 10,
-            "valid_metric": "HR@10"}
+            "valid_metric": "HR@10", "valid_decimals": 4}
 RAM = {"k": 20, "alpha": 0.5, "beta": 1.0, "tau": 1.0, "dropout": 0.5, "index": "ivf", "nlist": 128,
        "nprobe": 1}
 # Stage-2 backbones: the stage-1 run (encoder, objective) each one starts from.
 BACKBONES = {"duorec": ("sasrec", "duorec"), "sasrec": ("sasrec", "ce"), "cl4srec": ("sasrec", "cl4srec"),
              "gru4rec": ("gru4rec", "ce")}
-MODEL_NAMES = {("sasrec", "ce"): "SASRec", ("sasrec", "duorec"): "DuoRec",
+MODEL_NAMES = {("sasrec", "ce"): "SASRec", ("sasrec", "bpr"): "SASRec (BPR)", ("bert4rec", "cloze"): "BERT4Rec",
+               ("sasrec", "duorec"): "DuoRec",
                ("sasrec", "cl4srec"): "CL4SRec", ("gru4rec", "ce"): "GRU4Rec",
                ("gru4rec", "duorec"): "GRU4Rec+DuoRec", ("gru4rec", "cl4srec"): "GRU4Rec+CL4SRec"}
 
@@ -94,6 +95,9 @@ def pretrain(dataset: str = "Beauty", encoder: str = "sasrec", objective: str = 
     settings.seed(seed)
     settings.choice("encoder", encoder, tuple(ENCODERS))
     settings.choice("objective", objective, tuple(OBJECTIVES))
+    if (encoder == "bert4rec") != (objective == "cloze"):
+        raise settings.SettingsError(f"encoder={encoder!r} with objective={objective!r} is not allowed: "
+                                     "the cloze objective and the bidirectional BERT4Rec go together")
     train = check_train(train, {**PRETRAIN, **prof.pretrain})
     config = pretrain_config(dataset, encoder, objective, seed, prof, encoder_params, objective_params, train)
     key = run_key(config)

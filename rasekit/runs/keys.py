@@ -5,6 +5,11 @@ the fields that say what the run is (stage, dataset, model, seed, the run it bui
 later, with a default that keeps today's behaviour, therefore keeps every existing key. Keys of schema 1
 hashed the whole configuration; `migrate` renames such runs (record, ranks, weights, checkpoints) to
 their schema-2 keys and keeps the old key in the record's "previous_keys".
+
+Runs recorded before the stopping rule was a setting (`valid_decimals`, official: 4) compared exact
+validation scores. `migrate` replays each one's validation curve under the official rule: where it keeps
+the same best epoch and stops at the same epoch, the run is the official rule's run and keeps its key;
+otherwise it is marked as an exact-rule run (valid_decimals None), which gives it a key of its own.
 """
 from __future__ import annotations
 
@@ -68,16 +73,20 @@ def migrate(root: Path | None = None, cache: Path | None = None, log=print,
     renamed: dict[str, str] = {}
     records = sorted(ledger.records(root), key=lambda r: STAGE_ORDER.get(r.get("stage"), 3))
     for record in records:
-        config = _follow(record["config"], renamed)
+        config = _stopping_rule(_follow(record["config"], renamed), record)
         new = run_key(config)
         old = record["key"]
-        if new == old and config == record["config"]:
+        if new == old:
+            if config != record["config"]:  # the rule written down; same key, same files
+                ledger.put({**record, "config": config}, root)
             continue
         renamed[old] = new
         record = {**record, "key": new, "config": config,
                   "previous_keys": record.get("previous_keys", []) + [old]}
         if "parent" in record:
             record["parent"] = config["parent"]
+        if config.get("train", {}).get("valid_decimals", 4) is None and "valid_decimals" not in record["model"]:
+            record["model"] += " [valid_decimals=None]"  # as a run started with that setting is named
         _move_files(root, cache, old, new, record)
         ledger.put(record, root)
         (paths.ledger_dir(root) / f"{old}.json").unlink()
@@ -95,6 +104,17 @@ def _move_unfinished(cache: Path, roots: list[Path], log) -> None:
             for old in record.get("previous_keys", []):
                 if _move_checkpoints(cache, old, record["key"]):
                     log(f"checkpoints {old} -> {record['key']}  ({record['model']}, under way)")
+
+
+def _stopping_rule(config: dict, record: dict) -> dict:
+    """`config` with the stopping rule its run used written down, if it predates the setting."""
+    from rasekit.stages.loop import TrainConfig, replay_stopping
+    if (config.get("stage") not in ("pretrain", "finetune") or "valid_decimals" in config["train"]
+            or not record.get("history")):  # no curve to replay: nothing to tell
+        return config
+    official = TrainConfig.of(config["train"])  # the default rule
+    kept = replay_stopping(record["history"], official) == (record["best_epoch"], record["epochs_run"])
+    return {**config, "train": {**config["train"], "valid_decimals": official.valid_decimals if kept else None}}
 
 
 def _follow(config: dict, renamed: dict[str, str]) -> dict:

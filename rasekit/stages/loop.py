@@ -53,6 +53,9 @@ class TrainConfig:
     patience: int = 10             # official stopping_step: stop after patience + 1 epochs without gain
     valid_metric: str = "MRR@10"
     eval_chunk: int = 1024
+    # Official rule (RecBole's metric_decimal_place: 4): validation scores are rounded to this many
+    # decimals before epochs are compared, so a gain in the 5th decimal is no gain. None: exact values.
+    valid_decimals: int | None = 4
 
     def __post_init__(self):
         settings.integer("epochs", self.epochs, 1, 100_000)
@@ -62,12 +65,42 @@ class TrainConfig:
         settings.integer("patience", self.patience, 0)
         settings.choice("valid_metric", self.valid_metric, settings.METRICS)
         settings.integer("eval_chunk", self.eval_chunk, 1)
+        if self.valid_decimals is not None:
+            settings.integer("valid_decimals", self.valid_decimals, 0, 15)
 
     @classmethod
     def of(cls, given: dict | None, defaults: dict | None = None) -> "TrainConfig":
         """Settings `given` over `defaults`, each checked by name, type and range."""
         names = [f.name for f in fields(cls)]
         return cls(**{**(defaults or {}), **settings.known("training", given, names)})
+
+
+def stopping_score(score: float, decimals: int | None) -> float:
+    """The validation score early stopping compares (Python's round, as the official evaluator)."""
+    return score if decimals is None else round(score, decimals)
+
+
+def _scan(history: list[dict], config: TrainConfig) -> tuple[float, int, int, int | None]:
+    """Early stopping under `config` over a validation curve: (best score, best epoch, epochs without
+    gain since, the epoch it stops before or None if it would go on)."""
+    best, best_epoch, stale = -math.inf, -1, 0
+    for epoch, row in enumerate(history):
+        if stale > config.patience:
+            return best, best_epoch, stale, epoch
+        score = stopping_score(row[config.valid_metric], config.valid_decimals)
+        if score > best:
+            best, best_epoch, stale = score, epoch, 0
+        else:
+            stale += 1
+    done = stale > config.patience or len(history) >= config.epochs
+    return best, best_epoch, stale, len(history) if done else None
+
+
+def replay_stopping(history: list[dict], config: TrainConfig) -> tuple[int, int] | None:
+    """(best epoch, epochs run) that early stopping under `config` keeps on a recorded validation curve,
+    or None if the curve ends before that rule would have stopped (it would have trained on)."""
+    _, best_epoch, _, stop = _scan(history, config)
+    return None if stop is None else (best_epoch, stop)
 
 
 class DivergedError(ValueError):
@@ -149,7 +182,8 @@ def _train_epoch(task: Task, optimizer, config: TrainConfig, rng: np.random.Gene
 RESUME_ENTRIES = ("model", "optimizer", "torch_rng", "numpy_rng", "loop")
 
 
-def _resume(last: Path, meta: dict, task: Task, optimizer, rng: np.random.Generator) -> dict:
+def _resume(last: Path, meta: dict, task: Task, optimizer, rng: np.random.Generator,
+            config: TrainConfig) -> dict:
     """Restore model, optimizer, both random generators and the loop state from `last`."""
     saved = load_checkpoint(last, meta, task.model)
     missing = [entry for entry in RESUME_ENTRIES if entry not in saved]
@@ -160,7 +194,21 @@ def _resume(last: Path, meta: dict, task: Task, optimizer, rng: np.random.Genera
     optimizer.load_state_dict(saved["optimizer"])
     torch.set_rng_state(saved["torch_rng"])
     rng.bit_generator.state = saved["numpy_rng"]
-    return saved["loop"]
+    return _same_rule(saved["loop"], config, last)
+
+
+def _same_rule(state: dict, config: TrainConfig, last: Path) -> dict:
+    """The loop state under this run's stopping rule. A checkpoint from before the rule was a setting
+    compared exact values: it goes on only if the rule keeps the same best epoch so far (so best.pt is
+    still the best), with the rule's best score and count of epochs without gain."""
+    if state.get("valid_decimals", "unset") == config.valid_decimals:
+        return state
+    best, best_epoch, stale, _ = _scan(state["history"], config)
+    if best_epoch != state["best_epoch"]:
+        raise CheckpointError(f"{last}: this run was started comparing validation scores another way "
+                              f"(best epoch {state['best_epoch']}; rounded to {config.valid_decimals} "
+                              f"decimals it would be {best_epoch}); delete it to train this run again")
+    return {**state, "best_score": best, "stale": stale, "valid_decimals": config.valid_decimals}
 
 
 def fit(task: Task, config: TrainConfig, run_dir: Path, meta: dict, seed: int, log=print,
@@ -179,10 +227,10 @@ def fit(task: Task, config: TrainConfig, run_dir: Path, meta: dict, seed: int, l
     params = [p for p in task.model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     state = {"epoch": -1, "best_epoch": -1, "best_score": -np.inf, "stale": 0, "history": [],
-             "train_seconds": 0.0}
+             "train_seconds": 0.0, "valid_decimals": config.valid_decimals}
     last, best = run_dir / "last.pt", run_dir / "best.pt"
     if last.exists():
-        state = _resume(last, meta, task, optimizer, rng)
+        state = _resume(last, meta, task, optimizer, rng, config)
         log(f"{name}: resuming after epoch {state['epoch']} from {last}")
     # the run's thread count: the user's, else the one it started with, else the cores free now
     threads = threads_fixed_by_user() or state.get("threads") or choose_threads()
@@ -199,9 +247,9 @@ def fit(task: Task, config: TrainConfig, run_dir: Path, meta: dict, seed: int, l
             raise DivergedError(f"{name} diverged in epoch {epoch}: {err}. Nothing of this epoch was kept "
                                 f"(no checkpoint, no ledger record); a smaller lr usually helps") from None
         state["train_seconds"] += time.perf_counter() - start
-        score = valid[config.valid_metric]
+        score = stopping_score(valid[config.valid_metric], config.valid_decimals)
         state["history"].append({"epoch": epoch, "loss": loss, **valid})
-        if score > state["best_score"]:  # strict improvement, as the official early stopping
+        if score > state["best_score"]:  # strict improvement of the (rounded) score, as the official rule
             state.update(best_score=score, best_epoch=epoch, stale=0)
             save_atomic({"meta": meta, "model": task.model.state_dict()}, best)
         else:
