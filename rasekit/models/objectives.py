@@ -189,7 +189,9 @@ class Cloze:
         self.mask_ratio, self.generator = mask_ratio, generator
 
     def masked(self, seqs: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor, mask_id: int):
-        """(input with masks [B, W + 1], which positions are masked, the items there)."""
+        """(input with masks [B, W + 1], which positions are masked, the items there); W: the longest
+        sequence of the batch."""
+        seqs = seqs[:, : int(lengths.max())]
         rows = torch.arange(seqs.shape[0], device=seqs.device)
         full = torch.cat([seqs, seqs.new_zeros(seqs.shape[0], 1)], 1)
         full[rows, lengths] = targets

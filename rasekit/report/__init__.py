@@ -42,13 +42,16 @@ def save_figure(fig, name: str, profile: str, provenance: dict) -> None:
 
 
 def save_table(table: pd.DataFrame, name: str, profile: str, provenance: dict,
-               float_format: str = "%.4f") -> None:
+               float_format: str = "%.4f", latex: pd.DataFrame | None = None) -> None:
+    """CSV, Markdown and LaTeX of `table`; `latex`: a version whose cells are already LaTeX (marks such
+    as \\textbf), written as it is instead of the escaped table."""
     folder = paths.tables_dir(profile)
     folder.mkdir(parents=True, exist_ok=True)
     out = [folder / f"{name}.csv", folder / f"{name}.md", folder / f"{name}.tex"]
     table.to_csv(out[0], index=False, float_format=float_format)
     out[1].write_text(_markdown(table, float_format))
-    out[2].write_text(table.to_latex(index=False, float_format=float_format.__mod__, escape=True))
+    out[2].write_text(table.to_latex(index=False, float_format=float_format.__mod__, escape=True) if latex is None
+                      else latex.to_latex(index=False, escape=False))
     _write_provenance(folder / f"{name}.provenance.json", {"profile": profile, **provenance})
     _saved(folder, name, "csv,md,tex")
 

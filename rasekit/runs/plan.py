@@ -128,9 +128,56 @@ def long_tail_all(profile: str, datasets=None, seeds=None) -> list[Run]:
     return [run for runs in long_tail_runs(profile, datasets, seeds).values() for run in runs]
 
 
+# Notebook 06's trained models in the order of its table, as (encoder, objective); DuoRec and RaSeRec get
+# every seed of the profile, the other trained baselines `baseline_seeds` (CPU time is the scarce thing).
+COMPARISON_MODELS = (("gru4rec", "ce"), ("sasrec", "bpr"), ("sasrec", "ce"), ("bert4rec", "cloze"),
+                     ("sasrec", "cl4srec"), ("sasrec", "duorec"))
+BACKBONE_NAMES = ("gru4rec", "sasrec", "cl4srec", "duorec")
+
+
+def _comparison_grid(profile: str, datasets, seeds, baseline_seeds):
+    prof = profiles.get(profile)
+    seeds = list(seeds or prof.seeds)
+    return prof.name, list(datasets or prof.comparison_datasets), seeds, list(baseline_seeds or seeds[:1])
+
+
+def comparison_runs(profile: str, datasets=None, seeds=None, baseline_seeds=None) -> dict[str, list[Run]]:
+    """Notebook 06: every trained model of the comparison by name (RaSeRec on DuoRec last)."""
+    profile, datasets, seeds, baseline_seeds = _comparison_grid(profile, datasets, seeds, baseline_seeds)
+    runs = {}
+    for encoder, objective in COMPARISON_MODELS:
+        model_seeds = seeds if objective == "duorec" else baseline_seeds
+        runs[experiments.MODEL_NAMES[(encoder, objective)]] = [
+            Run("pretrain", d, s, profile, encoder, objective) for d in datasets for s in model_seeds]
+    runs["RaSeRec"] = [Run("finetune", d, s, profile, backbone="duorec") for d in datasets for s in seeds]
+    return runs
+
+
+def comparison_all(profile: str, datasets=None, seeds=None, baseline_seeds=None) -> list[Run]:
+    return [run for runs in comparison_runs(profile, datasets, seeds, baseline_seeds).values() for run in runs]
+
+
+def backbone_runs(profile: str, datasets=None, seeds=None, baseline_seeds=None,
+                  backbones=BACKBONE_NAMES) -> list[tuple[Run, Run]]:
+    """Notebook 07: (backbone alone, RaSeRec on it) for each backbone, dataset and seed (DuoRec over
+    `seeds`, the other backbones over `baseline_seeds`)."""
+    profile, datasets, seeds, baseline_seeds = _comparison_grid(profile, datasets, seeds, baseline_seeds)
+    pairs = []
+    for backbone in backbones:
+        stage2 = lambda d, s: Run("finetune", d, s, profile, backbone=backbone)  # noqa: E731
+        pairs += [(stage2(d, s).base, stage2(d, s)) for d in datasets
+                  for s in (seeds if backbone == "duorec" else baseline_seeds)]
+    return pairs
+
+
+def backbone_all(profile: str, datasets=None, seeds=None, baseline_seeds=None, backbones=BACKBONE_NAMES):
+    return [run for pair in backbone_runs(profile, datasets, seeds, baseline_seeds, backbones) for run in pair]
+
+
 NOTEBOOK_RUNS = {"01_main_results": main_results_all, "02_pretraining": stage1_runs,
                  "03_long_tail": long_tail_all, "04_memory_partitions": main_results_all,
-                 "05_noise_robustness": long_tail_all}
+                 "05_noise_robustness": long_tail_all, "06_comparison": comparison_all,
+                 "07_backbones": backbone_all}
 
 
 # Notebooks that load trained models again (not only their ranks), and the stage whose weights they need.
@@ -232,6 +279,14 @@ def longest_chain_s(steps: dict[str, Step]) -> float:
             memo[key] = own + max((chain(k) for k in step.needs), default=0.0)
         return memo[key]
     return max((chain(k) for k in steps), default=0.0)
+
+
+def cost(steps: dict[str, Step]) -> dict[str, float]:
+    """CPU seconds of a plan: what its finished runs took (as recorded) and the estimate of the rest."""
+    recorded = sum(_cpu_seconds(ledger.get(k) or {}) or 0.0 for k, s in steps.items() if s.done)
+    todo = sum(s.estimate_s or 0.0 for s in steps.values() if not s.done)
+    return {"recorded_s": recorded, "estimated_s": todo, "unknown": sum(
+        1 for s in steps.values() if not s.done and s.estimate_s is None)}
 
 
 def _hours(seconds: float | None) -> str:

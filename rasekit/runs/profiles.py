@@ -19,6 +19,9 @@ class Profile:
     pretrain: dict = field(default_factory=dict)   # overrides of the stage-1 training settings
     finetune: dict = field(default_factory=dict)   # overrides of the stage-2 training settings
     stats_datasets: tuple[str, ...] = ALL_DATASETS
+    # datasets of the comparison tables (notebooks 06 and 07): Toys stands in for the paper's probable
+    # third dataset, Amazon Clothing, which has no offline copy (reference section 7.1)
+    comparison_datasets: tuple[str, ...] = ("Beauty",)
 
 
 PROFILES = {p.name: p for p in [
@@ -27,7 +30,8 @@ PROFILES = {p.name: p for p in [
     Profile("default", ("Beauty",), (1,), users=None,
             pretrain={"epochs": 5}, finetune={"epochs": 5}),
     Profile("full", ("Beauty", "Sports_and_Outdoors"), (1, 2, 3), users=None,
-            pretrain={"epochs": 100}, finetune={"epochs": 100}),
+            pretrain={"epochs": 100}, finetune={"epochs": 100},
+            comparison_datasets=("Beauty", "Sports_and_Outdoors", "Toys_and_Games")),
 ]}
 
 
