@@ -130,7 +130,7 @@ def test_a_negative_seed_on_the_command_line_says_what_is_allowed(capsys):
 
 def test_a_partition_smaller_than_k_is_refused_before_training(tiny):  # noqa: F811
     from rasekit.stages.finetuning import RaSeRecTask
-    data = experiments.load_data("Beauty", experiments.profiles.get(tiny))
+    data = experiments.load_data({"dataset": "Beauty"}, experiments.profiles.get(tiny))
     keep_ten = lambda bank: bank.subset(np.arange(len(bank)) < 10)  # noqa: E731
     with pytest.raises(settings.SettingsError, match="holds only 10 memories after the partition"):
         RaSeRecTask(make_encoder("sasrec", data.n_items), data, k=20, index="exact", bank_filter=keep_ten)

@@ -14,18 +14,22 @@ def load(name: str, max_len: int = 50, download: bool = True, users: int | None 
     from rasekit.data.registry import get
     spec = get(name)
     files = fetch(spec.name, download=download, files=("sequences",))  # attributes: not read
-    sequences = read_sequences(files["sequences"])
+    return _split(spec.name, read_sequences(files["sequences"]), max_len, users)
+
+
+def _split(name: str, sequences: dict[int, list[int]], max_len: int, users: int | None) -> SplitData:
+    """The protocol's split, on a seeded sample of `users` users if given (item ids and count unchanged)."""
     n_items = max(max(items) for items in sequences.values())
     if users is not None:
         if not 0 < users <= len(sequences):
-            raise ValueError(f"users must be in 1..{len(sequences)} for {spec.name}, got {users}")
+            raise ValueError(f"users must be in 1..{len(sequences)} for {name}, got {users}")
         keep = np.random.default_rng(0).choice(sorted(sequences), users, replace=False)
         sequences = {int(u): sequences[int(u)] for u in sorted(keep)}
-    return split(spec.name, sequences, max_len=max_len, n_items=n_items)
+    return split(name, sequences, max_len=max_len, n_items=n_items)
 
 
 def load_file(path: str | Path, max_len: int = 50, k: int = 5, name: str | None = None,
-              duplicates: str = "keep") -> SplitData:
+              duplicates: str = "keep", users: int | None = None) -> SplitData:
     """A dataset from a local file: S3-Rec `.txt`, RecBole `.inter` or ratings `.csv` (the last two are
     k-core filtered and re-indexed; `duplicates`: see `preprocess.to_sequences`)."""
     from rasekit.data.preprocess import to_sequences
@@ -33,11 +37,11 @@ def load_file(path: str | Path, max_len: int = 50, k: int = 5, name: str | None 
     name = name or path.stem
     suffix = path.suffix.lower()
     if suffix == ".txt":
-        return split(name, read_sequences(path), max_len=max_len)
+        return _split(name, read_sequences(path), max_len, users)
     reader = {".inter": read_inter, ".csv": read_ratings_csv}.get(suffix)
     if reader is None:
         raise ValueError(f"{path}: unknown format {path.suffix!r} (expected .txt, .inter or .csv)")
-    return split(name, to_sequences(reader(path), k=k, duplicates=duplicates), max_len=max_len)
+    return _split(name, to_sequences(reader(path), k=k, duplicates=duplicates), max_len, users)
 
 
 __all__ = ["DATASETS", "ChecksumError", "DataFormatError", "DataUnavailableError", "Instances",

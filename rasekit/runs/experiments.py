@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from rasekit import data as datasets
+from rasekit.data import sources
 from rasekit.runs import ledger, paths, profiles, store
 from rasekit import settings
 from rasekit.runs.keys import run_key
@@ -54,8 +55,9 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def load_data(dataset: str, profile: profiles.Profile) -> datasets.SplitData:
-    return datasets.load(dataset, users=profile.users)
+def load_data(config: dict, profile: profiles.Profile) -> datasets.SplitData:
+    """The data of a run (its configuration names a registered dataset or a file) under the profile."""
+    return sources.of_config(config).load(users=profile.users)
 
 
 def pretrain_config(dataset: str, encoder: str, objective: str, seed: int, profile: profiles.Profile,
@@ -64,7 +66,7 @@ def pretrain_config(dataset: str, encoder: str, objective: str, seed: int, profi
     encoder_params = dict(encoder_params or {})
     if objective == "cl4srec":  # its item masking needs a mask-token row after the items
         encoder_params.setdefault("mask_token", True)
-    return {"stage": "pretrain", "dataset": datasets.registry.get(dataset).name, "users": profile.users,
+    return {"stage": "pretrain", **sources.resolve(dataset).config, "users": profile.users,
             "max_len": 50, "encoder": encoder, "encoder_params": encoder_params,
             "objective": objective, "objective_params": dict(objective_params or {}),
             "train": {**PRETRAIN, **profile.pretrain, **(train or {})}, "seed": seed}
@@ -104,7 +106,7 @@ def pretrain(dataset: str = "Beauty", encoder: str = "sasrec", objective: str = 
     done, cached = _reusable(key, need_checkpoint, reuse_only, log)
     if done:
         return cached
-    data = load_data(config["dataset"], prof)
+    data = load_data(config, prof)
     device = device or default_device()
     torch.manual_seed(seed)  # the encoder's initial weights depend on the seed
     model = build_encoder(config, data.n_items)
@@ -145,7 +147,7 @@ def _finish(key, config, name, prof, result, device, wall, commit, task, meta) -
            "metrics": result["metrics"], "valid_metrics": result["valid_metrics"],
            "best_epoch": result["best_epoch"], "epochs_run": result["epochs_run"],
            "history": result["history"], **({"weights": kept} if kept else {}),
-           "provenance": provenance([config["dataset"]], device=device, wall_time_s=wall, commit=commit,
+           "provenance": provenance([sources.of_config(config)], device=device, wall_time_s=wall, commit=commit,
                                     train_seconds=round(result["train_seconds"], 1))}
     ledger.put(rec)
     return rec
@@ -244,7 +246,7 @@ def finetune(dataset: str = "Beauty", backbone: str = "duorec", seed: int = 1, p
         if reuse_only:
             return None
         # the bank must hold at least K memories: the data is cheap to check, stage 1 is not
-        _check_k(ram_config.k, load_data(datasets.registry.get(dataset).name, prof))
+        _check_k(ram_config.k, load_data(sources.resolve(dataset).config, prof))
         base = pretrain(**stage1)
     config = finetune_config(base, backbone, seed, prof, ram, train, partition)
     key = run_key(config)
@@ -252,7 +254,7 @@ def finetune(dataset: str = "Beauty", backbone: str = "duorec", seed: int = 1, p
     if done:
         return cached
     base = pretrain(**stage1, need_checkpoint=True)  # the weights, retrained if this cache lacks them
-    data = load_data(config["dataset"], prof)
+    data = load_data(config, prof)
     commit, start = git_commit(), time.perf_counter()
     task = RaSeRecTask(load_pretrained(base, device), data, **config["ram"], device=device, seed=seed,
                        bank_filter=partition_filter(partition, data))
@@ -269,8 +271,9 @@ def finetune(dataset: str = "Beauty", backbone: str = "duorec", seed: int = 1, p
 def finetune_config(base: dict, backbone: str, seed: int, prof: profiles.Profile, ram: dict | None = None,
                     train: dict | None = None, partition: dict | None = None) -> dict:
     """The configuration (hashed into the run's key) of a stage-2 run on the stage-1 run `base` (its
-    ledger record, or any dict with its "key" and "dataset")."""
-    return {"stage": "finetune", "dataset": base["dataset"], "users": prof.users,
+    ledger record, or a dict with its "key" and its data's `Source.config`)."""
+    data = {k: v for k, v in base.get("config", base).items() if k in ("dataset", "data_file", "location")}
+    return {"stage": "finetune", **data, "users": prof.users,
             "backbone": backbone, "backbone_key": base["key"], "ram": {**RAM, **(ram or {})},
             "partition": partition, "train": {**FINETUNE, **prof.finetune, **(train or {})}, "seed": seed}
 
@@ -349,7 +352,8 @@ def baseline(dataset: str = "Beauty", name: str = "transition", profile: str | N
     prof = profiles.get(profile)
     heuristic = baselines.TransitionSettings(**settings.known(
         "transition", transition, [f for f in baselines.TransitionSettings.__dataclass_fields__]))
-    config = {"stage": "baseline", "dataset": registry.get(dataset).name, "users": prof.users, "model": name,
+    source = sources.resolve(dataset)
+    config = {"stage": "baseline", **source.config, "users": prof.users, "model": name,
               "transition": asdict(heuristic) if name == "transition" else None, "seed": 0}
     key = run_key(config)
     cached = ledger.get(key)
@@ -358,11 +362,12 @@ def baseline(dataset: str = "Beauty", name: str = "transition", profile: str | N
             log(f"reusing {cached['model']} on {cached['dataset']} ({key})")
         return cached
     commit, start = git_commit(), time.perf_counter()
-    data = load_data(config["dataset"], prof)
+    data = load_data(config, prof)
     if name == "popularity":
         model = baselines.Popularity(data)
-    else:
-        attributes = read_item_attributes(registry.fetch(config["dataset"], files=("attributes",))["attributes"])
+    else:  # a file of the user's own has no attributes: transitions alone
+        attributes = None if source.path else read_item_attributes(
+            registry.fetch(config["dataset"], files=("attributes",))["attributes"])
         model = baselines.ItemTransition(data, attributes, heuristic)
     ranks = {part: target_ranks(lambda i, inst=getattr(data, part): model.scores(inst.seqs[i], inst.lengths[i]),
                                 getattr(data, part).targets, chunk=512) for part in ("valid", "test")}

@@ -54,7 +54,8 @@ def run_key(config: dict) -> str:
     """The key of a run with this configuration (a variant's configuration carries its own schema)."""
     if config.get("stage") == "variant":
         return config_hash(config)
-    return config_hash({"schema": SCHEMA, **changed(config, defaults(config["stage"]))})
+    placed = {k: v for k, v in config.items() if k != "location"}  # where a data file lies is not the run
+    return config_hash({"schema": SCHEMA, **changed(placed, defaults(config["stage"]))})
 
 
 # ---- migration of schema-1 runs -------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from multiprocessing import get_context
 
 from rasekit.runs import experiments, ledger, paths, profiles
 from rasekit import settings
-from rasekit.data import registry
+from rasekit.data import registry, sources
 from rasekit.runs.keys import run_key
 from rasekit.runs.threads import choose as choose_threads
 
@@ -54,7 +54,7 @@ class Run:
         if self.stage == "pretrain":
             return run_key(experiments.pretrain_config(self.dataset, self.encoder, self.objective,
                                                            self.seed, prof, train=dict(self.train)))
-        base = {"key": self.base.key, "dataset": registry.get(self.dataset).name}
+        base = {"key": self.base.key, **sources.resolve(self.dataset).config}
         return run_key(experiments.finetune_config(base, self.backbone, self.seed, prof,
                                                        train=dict(self.train)))
 
@@ -250,7 +250,8 @@ def estimate(run: Run, records: list[dict]) -> float | None:
     model, dataset and profile;
     else the same model and profile on another dataset, scaled by the size of the data; else the same
     stage and profile, scaled likewise. None when nothing alike was ever recorded."""
-    size = registry.get(run.dataset).sequences.size
+    source = sources.resolve(run.dataset)
+    size = source.size()
 
     def scaled(rec):
         cpu = _cpu_seconds(rec)
@@ -258,7 +259,7 @@ def estimate(run: Run, records: list[dict]) -> float | None:
         return None if cpu is None or other is None else cpu * size / other.sequences.size
 
     base_model = lambda rec: rec["model"].split(" [")[0]  # noqa: E731 (variants carry " [setting=...]")
-    tiers = [lambda r: base_model(r) == run.model and r["dataset"] == registry.get(run.dataset).name,
+    tiers = [lambda r: base_model(r) == run.model and r["dataset"] == source.name,
              lambda r: base_model(r) == run.model,
              lambda r: r.get("stage") == run.stage]
     for alike in tiers:

@@ -11,7 +11,7 @@ from importlib import metadata
 import torch
 
 from rasekit.runs import ledger, paths
-from rasekit.data import registry
+from rasekit.data import sources
 
 LIBRARIES = ("torch", "numpy", "pandas", "faiss-cpu", "rasekit")
 
@@ -60,7 +60,7 @@ def versions() -> dict[str, str]:
     return out
 
 
-def record(datasets: list[str], device=None, wall_time_s: float | None = None, commit: str | None = None,
+def record(datasets: list, device=None, wall_time_s: float | None = None, commit: str | None = None,
            **extra) -> dict:
     """Provenance of a result computed now from `datasets`. `commit` is the code's commit when the work
     began (a training run takes hours, and HEAD may move meanwhile); by default, HEAD now. A result built
@@ -69,7 +69,7 @@ def record(datasets: list[str], device=None, wall_time_s: float | None = None, c
     if "runs" in extra:
         extra["run_provenance"] = _runs(extra["runs"])
     return {"git_commit": commit or git_commit(),
-            "data_sha256": {name: registry.checksums(name) for name in datasets},
+            "data_sha256": {d.name: d.checksums() for d in map(sources.resolve, datasets)},
             "versions": versions(), "device": device_name(device),
             "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "wall_time_s": None if wall_time_s is None else round(wall_time_s, 1), **extra}

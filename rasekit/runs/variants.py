@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from rasekit.data import sources
 from rasekit.runs import experiments, ledger, paths, profiles
 from rasekit import settings
 from rasekit.evaluate import metrics
@@ -82,7 +83,7 @@ def evaluate(parent: dict, variant: TestVariant, device=None, log=print) -> dict
         log(f"reusing {cached['model']} ({key})")
         return cached
     device = device or experiments.default_device()
-    data = experiments.load_data(parent["dataset"], profiles.get(parent["profile"]))
+    data = experiments.load_data(parent["config"], profiles.get(parent["profile"]))
     if variant.noise is not None:
         data = noisy_data(data, variant.noise)
     start, commit = time.perf_counter(), git_commit()
@@ -96,7 +97,7 @@ def evaluate(parent: dict, variant: TestVariant, device=None, log=print) -> dict
     rec = {"key": key, "stage": "variant", "dataset": parent["dataset"], "model": name, "seed": parent["seed"],
            "profile": parent["profile"], "parent": parent["key"], "config": config, "metrics": metrics(ranks),
            **({"bank_size": len(task.bank)} if stage == "finetune" else {}),
-           "provenance": provenance([parent["dataset"]], device=device, commit=commit,
+           "provenance": provenance([sources.of_config(parent["config"])], device=device, commit=commit,
                                     wall_time_s=time.perf_counter() - start)}
     ledger.put(rec)
     return rec
