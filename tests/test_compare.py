@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from rasekit.analysis import compare
 from rasekit.analysis.compare import main_table, paired_permutation_test, seed_summary
 
 
@@ -34,3 +35,13 @@ def test_seed_summary_and_main_table():
     assert row["seeds improved"] == 2 and row["paper RaSeRec"] == 0.0860
     assert row["reported DuoRec"] == 0.0834  # the official Beauty log
     assert row["DuoRec vs reported %"] == pytest.approx(100 * (0.09 / 0.0834 - 1))
+
+
+def test_stopping_replay_tells_which_epoch_each_metric_would_keep():
+    history = [{"MRR@10": m, "HR@10": h} for m, h in [(0.01, 0.05), (0.02, 0.06), (0.019, 0.07), (0.018, 0.08)]]
+    record = {"dataset": "Sports", "model": "DuoRec", "seed": 1, "best_epoch": 1, "history": history,
+              "config": {"train": {"epochs": 4, "patience": 1, "valid_metric": "MRR@10"}}}
+    table = compare.stopping_replay([record], metrics=("MRR@10", "HR@10")).set_index("stopping metric")
+    assert table.loc["MRR@10", "kept epoch"] == 1 and table.loc["MRR@10", "rise after %"] == 0
+    assert table.loc["HR@10", "kept epoch"] == 3  # still rising: the 4 epochs end that run too
+    assert table.loc["HR@10", "rise after %"] == pytest.approx(100 * (0.08 / 0.06 - 1))

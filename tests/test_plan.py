@@ -132,3 +132,13 @@ def test_a_killed_plan_leaves_no_worker_training_on(tmp_path):
         time.sleep(0.2)
     os.kill(worker, signal.SIGKILL)
     pytest.fail("the worker outlived the killed plan")
+
+
+def test_the_sports_gap_runs_change_one_setting_each_and_only_where_sports_is():
+    runs = plan.stopping_runs("full")
+    assert [r.train for r in runs] == [(("valid_metric", "NDCG@10"),), (("valid_metric", "HR@10"),),
+                                       (("batch_size", 1024),)]
+    assert {(r.dataset, r.seed, r.model) for r in runs} == {("Sports_and_Outdoors", 1, "DuoRec")}
+    assert len({r.key for r in runs}) == 3 and "[valid_metric=NDCG@10]" in runs[0].label()
+    assert plan.stopping_runs("smoke") == []  # no Sports in the profile: nothing to run
+    assert set(plan.build("full", ["02_pretraining"])) >= {r.key for r in runs}

@@ -148,6 +148,25 @@ def stage1_table(records: list[dict], metrics=PAPER_METRICS) -> pd.DataFrame:
     return table
 
 
+def stopping_replay(records: list[dict], metrics=("MRR@10", "NDCG@10", "HR@10")) -> pd.DataFrame:
+    """Each run's recorded validation curve replayed under early stopping on each of `metrics` (the run's
+    other settings kept): the epoch that rule keeps, or "trains on" where the curve ends before that rule
+    would stop, and how much that metric rose after the run's own best epoch."""
+    from rasekit.stages.loop import TrainConfig, replay_stopping
+
+    rows = []
+    for r in records:
+        history, best = r["history"], r["best_epoch"]
+        for m in metrics:
+            kept = replay_stopping(history, TrainConfig.of({**r["config"]["train"], "valid_metric": m}))
+            after = max(h[m] for h in history[best:])
+            rows.append({"dataset": r["dataset"], "model": r["model"], "seed": r["seed"], "stopping metric": m,
+                         "kept epoch": "trains on" if kept is None else kept[0], "run's best epoch": best,
+                         "epochs recorded": len(history), f"valid at run's best": history[best][m],
+                         "valid best later": after, "rise after %": 100 * (after / history[best][m] - 1)})
+    return pd.DataFrame(rows)
+
+
 def curves_figure(records: list[dict], metric: str = "MRR@10"):
     """Validation `metric` per epoch of every run, with the official DuoRec log's points."""
     import matplotlib.pyplot as plt
