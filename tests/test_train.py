@@ -134,3 +134,18 @@ def test_a_run_started_under_the_exact_rule_resumes_only_if_the_rule_keeps_its_b
     torch.save(state, last)
     with pytest.raises(CheckpointError, match="rounded to 4 decimals it would be 1"):
         fit(ToyTask(), CONFIG, tmp_path / "run", META, seed=3, log=lambda *_: None)
+
+
+def test_a_run_started_under_the_exact_rule_resumes_where_the_rule_keeps_its_best_epoch(tmp_path):
+    exact = TrainConfig(epochs=6, batch_size=32, lr=0.05, valid_metric="HR@5", valid_decimals=None)
+    with pytest.raises(KeyboardInterrupt):
+        fit(ToyTask(fail_at_call=40), exact, tmp_path / "run", META, seed=3, log=lambda *_: None)
+    last = tmp_path / "run" / "last.pt"
+    state = torch.load(last, weights_only=True)
+    del state["loop"]["valid_decimals"]
+    state["loop"]["history"] = curve(0.1, 0.2, 0.2)  # the same best epoch (1) under both rules
+    state["loop"].update(epoch=2, best_epoch=1, stale=1)
+    torch.save(state, last)
+    result = fit(ToyTask(), CONFIG, tmp_path / "run", META, seed=3, log=lambda *_: None)
+    assert result["epochs_run"] == 6 and result["history"][:3] == curve(0.1, 0.2, 0.2)
+    assert torch.load(last, weights_only=True)["loop"]["valid_decimals"] == 4

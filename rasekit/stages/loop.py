@@ -203,12 +203,14 @@ def _same_rule(state: dict, config: TrainConfig, last: Path) -> dict:
     still the best), with the rule's best score and count of epochs without gain."""
     if state.get("valid_decimals", "unset") == config.valid_decimals:
         return state
-    best, best_epoch, stale, _ = _scan(state["history"], config)
+    best, best_epoch, stale, stop = _scan(state["history"], config)
     if best_epoch != state["best_epoch"]:
         raise CheckpointError(f"{last}: this run was started comparing validation scores another way "
                               f"(best epoch {state['best_epoch']}; rounded to {config.valid_decimals} "
                               f"decimals it would be {best_epoch}); delete it to train this run again")
-    return {**state, "best_score": best, "stale": stale, "valid_decimals": config.valid_decimals}
+    history = state["history"][:stop]  # the rule would have stopped there: the epochs after never ran
+    return {**state, "history": history, "epoch": len(history) - 1, "best_score": best, "stale": stale,
+            "valid_decimals": config.valid_decimals}
 
 
 def fit(task: Task, config: TrainConfig, run_dir: Path, meta: dict, seed: int, log=print,
