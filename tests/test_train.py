@@ -122,30 +122,28 @@ def test_the_official_rule_rounds_validation_scores_before_comparing_epochs():
         TrainConfig(valid_decimals=2.5)
 
 
-def test_a_run_started_under_the_exact_rule_resumes_only_if_the_rule_keeps_its_best_epoch(tmp_path):
-    exact = TrainConfig(epochs=6, batch_size=32, lr=0.05, valid_metric="HR@5", valid_decimals=None)
-    with pytest.raises(KeyboardInterrupt):
-        fit(ToyTask(fail_at_call=40), exact, tmp_path / "run", META, seed=3, log=lambda *_: None)
-    last = tmp_path / "run" / "last.pt"
-    state = torch.load(last, weights_only=True)
-    del state["loop"]["valid_decimals"]  # as a checkpoint written before the rule was a setting
-    state["loop"]["history"] = curve(0.1, 0.12001, 0.12004)[: state["loop"]["epoch"] + 1]
-    state["loop"]["best_epoch"] = len(state["loop"]["history"]) - 1
-    torch.save(state, last)
-    with pytest.raises(CheckpointError, match="rounded to 4 decimals it would be 1"):
-        fit(ToyTask(), CONFIG, tmp_path / "run", META, seed=3, log=lambda *_: None)
-
-
-def test_a_run_started_under_the_exact_rule_resumes_where_the_rule_keeps_its_best_epoch(tmp_path):
+def checkpoint_from_before_the_rule(tmp_path, history, best_epoch):
+    """A run killed in epoch 3, its checkpoint rewritten as one from before the stopping rule was a
+    setting, with the validation curve `history`."""
     exact = TrainConfig(epochs=6, batch_size=32, lr=0.05, valid_metric="HR@5", valid_decimals=None)
     with pytest.raises(KeyboardInterrupt):
         fit(ToyTask(fail_at_call=40), exact, tmp_path / "run", META, seed=3, log=lambda *_: None)
     last = tmp_path / "run" / "last.pt"
     state = torch.load(last, weights_only=True)
     del state["loop"]["valid_decimals"]
-    state["loop"]["history"] = curve(0.1, 0.2, 0.2)  # the same best epoch (1) under both rules
-    state["loop"].update(epoch=2, best_epoch=1, stale=1)
+    state["loop"].update(history=history, epoch=len(history) - 1, best_epoch=best_epoch)
     torch.save(state, last)
+    return last
+
+
+def test_a_run_started_under_the_exact_rule_resumes_only_if_the_rule_keeps_its_best_epoch(tmp_path):
+    checkpoint_from_before_the_rule(tmp_path, curve(0.1, 0.12001, 0.12004), best_epoch=2)
+    with pytest.raises(CheckpointError, match="rounded to 4 decimals it would be 1"):
+        fit(ToyTask(), CONFIG, tmp_path / "run", META, seed=3, log=lambda *_: None)
+
+
+def test_a_run_started_under_the_exact_rule_resumes_where_the_rule_keeps_its_best_epoch(tmp_path):
+    last = checkpoint_from_before_the_rule(tmp_path, curve(0.1, 0.2, 0.2), best_epoch=1)  # 1 under both
     result = fit(ToyTask(), CONFIG, tmp_path / "run", META, seed=3, log=lambda *_: None)
     assert result["epochs_run"] == 6 and result["history"][:3] == curve(0.1, 0.2, 0.2)
     assert torch.load(last, weights_only=True)["loop"]["valid_decimals"] == 4
