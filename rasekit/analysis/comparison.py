@@ -132,8 +132,12 @@ def comparison_figure(table: pd.DataFrame, metric: str = "NDCG@10"):
         ax.scatter(x, [np.nan if v is None else v for v in published], marker="_", s=250, color="black",
                    zorder=3, label="published")
         for xi, (value, seeds) in enumerate(zip(part[metric], part["seeds"])):
-            ax.annotate("not run" if seeds == 0 else f"{seeds}s", (xi, 0 if value != value else value),
-                        xytext=(0, 2), textcoords="offset points", ha="center", fontsize=7)
+            if seeds == 0:  # vertical, so that neighbouring labels do not run into each other
+                ax.annotate("not run yet", (xi, 0), xytext=(0, 3), textcoords="offset points", ha="center",
+                            va="bottom", rotation=90, fontsize=7, color="dimgray")
+            else:
+                ax.annotate(f"{seeds} seed{'s' if seeds > 1 else ''}", (xi, value), xytext=(0, 2),
+                            textcoords="offset points", ha="center", fontsize=6)
         ax.set_xticks(x, part["model"], rotation=45, ha="right")
         ax.set(title=name, ylabel=f"test {metric}")
     axes[0][0].legend(fontsize=8)
