@@ -26,6 +26,8 @@ def test_a_ratings_csv_flows_through_to_a_ledger_record(tmp_kit, tmp_path):
     assert record["config"]["data_file"] == {"sha256": source.sha256, "format": ".csv"}
     assert record["provenance"]["data_sha256"] == {"Clothing": {"Clothing.csv": source.sha256}}
     assert 0 <= record["metrics"]["HR@10"] <= 1 and experiments.ranks(record).shape == (40,)
+    by_path = experiments.load_data(str(csv), experiments.profiles.get("default"))  # as the notebooks ask
+    assert by_path.name == "Clothing" and len(by_path.test) == 40
     popularity = experiments.baseline(str(csv), "popularity", "default", log=lambda *_: None)
     assert popularity["dataset"] == "Clothing" and popularity["config"]["data_file"]["sha256"] == source.sha256
     # the plan computes the same key for the file, and a copy of it elsewhere is the same run

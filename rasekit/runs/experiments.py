@@ -55,9 +55,10 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def load_data(config: dict, profile: profiles.Profile) -> datasets.SplitData:
-    """The data of a run (its configuration names a registered dataset or a file) under the profile."""
-    return sources.of_config(config).load(users=profile.users)
+def load_data(dataset: "str | dict", profile: profiles.Profile) -> datasets.SplitData:
+    """A dataset under the profile: by name or file path, or a run's configuration (which names one)."""
+    source = sources.of_config(dataset) if isinstance(dataset, dict) else sources.resolve(dataset)
+    return source.load(users=profile.users)
 
 
 def pretrain_config(dataset: str, encoder: str, objective: str, seed: int, profile: profiles.Profile,
@@ -246,7 +247,7 @@ def finetune(dataset: str = "Beauty", backbone: str = "duorec", seed: int = 1, p
         if reuse_only:
             return None
         # the bank must hold at least K memories: the data is cheap to check, stage 1 is not
-        _check_k(ram_config.k, load_data(sources.resolve(dataset).config, prof))
+        _check_k(ram_config.k, load_data(dataset, prof))
         base = pretrain(**stage1)
     config = finetune_config(base, backbone, seed, prof, ram, train, partition)
     key = run_key(config)
