@@ -142,3 +142,13 @@ def test_the_sports_gap_runs_change_one_setting_each_and_only_where_sports_is():
     assert len({r.key for r in runs}) == 3 and "[valid_metric=NDCG@10]" in runs[0].label()
     assert plan.stopping_runs("smoke") == []  # no Sports in the profile: nothing to run
     assert set(plan.build("full", ["02_pretraining"])) >= {r.key for r in runs}
+
+
+def test_records_of_names_the_runs_the_ledger_lacks(tmp_path, monkeypatch):
+    monkeypatch.setenv("RASEKIT_OUTPUT", str(paths.REPO_ROOT))  # the committed reference (read only)
+    done, missing = plan.Run("pretrain", "Beauty", 1, "full"), plan.Run("pretrain", "Beauty", 9, "full")
+    said = []
+    records = plan.records_of([done, missing], reuse_only=True, log=said.append)
+    assert [r["key"] for r in records] == [done.key]
+    assert said == [f"not in the ledger, left out: {missing.label()}"]
+    assert "CPU-h recorded" in plan.cost(plan.build("full", ["01_main_results"]))

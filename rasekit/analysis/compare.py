@@ -53,6 +53,23 @@ def seed_summary(records: list[dict], metrics=PAPER_METRICS) -> pd.DataFrame:
     return out
 
 
+def user_metric(records: list[dict], metric: str, user_ranks) -> np.ndarray:
+    """A model's per-user test metric, averaged over its seeds' runs."""
+    return np.mean([per_user(user_ranks(r), metric) for r in records], axis=0)
+
+
+def paired(alone: list[dict], augmented: list[dict], metric: str, user_ranks) -> dict:
+    """One model against another on `metric`, seed by seed: both means ± std over seeds, the relative
+    improvement, the seeds that improved, and the paired test over users (per-user metric averaged over
+    seeds)."""
+    a = np.array([r["metrics"][metric] for r in alone])
+    b = np.array([r["metrics"][metric] for r in augmented])
+    return {"alone": a.mean(), "alone std": spread(a), "augmented": b.mean(), "augmented std": spread(b),
+            "improvement %": 100 * (b.mean() / a.mean() - 1), "seeds improved": int((b > a).sum()),
+            "p (paired)": paired_permutation_test(user_metric(alone, metric, user_ranks),
+                                                  user_metric(augmented, metric, user_ranks))}
+
+
 def main_table(pairs: list[tuple[dict, dict]], user_ranks, metrics=PAPER_METRICS) -> pd.DataFrame:
     """The DuoRec vs RaSeRec table: for each dataset and metric, both means ± std over seeds, the
     relative improvement, how many seeds improved, the paired p-value (per-user metric averaged over
@@ -61,26 +78,19 @@ def main_table(pairs: list[tuple[dict, dict]], user_ranks, metrics=PAPER_METRICS
     rows = []
     for dataset in dict.fromkeys(base["dataset"] for base, _ in pairs):
         mine = [(b, r) for b, r in pairs if b["dataset"] == dataset]
-        base_ranks = [user_ranks(b) for b, _ in mine]
-        ras_ranks = [user_ranks(r) for _, r in mine]
         for m in metrics:
-            base_vals = np.array([b["metrics"][m] for b, _ in mine])
-            ras_vals = np.array([r["metrics"][m] for _, r in mine])
-            a = np.mean([per_user(x, m) for x in base_ranks], axis=0)
-            b = np.mean([per_user(x, m) for x in ras_ranks], axis=0)
+            cmp = paired([b for b, _ in mine], [r for _, r in mine], m, user_ranks)
             paper = PAPER.get((dataset, "RaSeRec"), {}).get(m)
             reported = REPORTED_DUOREC.get(dataset, {}).get(m)
             rows.append({"dataset": dataset, "metric": m, "seeds": len(mine),
-                         "DuoRec": base_vals.mean(), "DuoRec std": spread(base_vals),
+                         "DuoRec": cmp["alone"], "DuoRec std": cmp["alone std"],
                          "reported DuoRec": reported,
                          "DuoRec vs reported %": None if reported is None
-                         else 100 * (base_vals.mean() / reported - 1),
-                         "RaSeRec": ras_vals.mean(), "RaSeRec std": spread(ras_vals),
-                         "improvement %": 100 * (ras_vals.mean() / base_vals.mean() - 1),
-                         "seeds improved": int((ras_vals > base_vals).sum()),
-                         "p (paired)": paired_permutation_test(a, b),
+                         else 100 * (cmp["alone"] / reported - 1),
+                         "RaSeRec": cmp["augmented"], "RaSeRec std": cmp["augmented std"],
+                         **{k: cmp[k] for k in ("improvement %", "seeds improved", "p (paired)")},
                          "paper RaSeRec": paper,
-                         "vs paper %": None if paper is None else 100 * (ras_vals.mean() / paper - 1)})
+                         "vs paper %": None if paper is None else 100 * (cmp["augmented"] / paper - 1)})
     return pd.DataFrame(rows)
 
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from rasekit.analysis.compare import PAPER, paired_permutation_test, spread
-from rasekit.evaluate import per_user
+from rasekit.analysis.compare import PAPER, paired, paired_permutation_test, spread, user_metric
 
 TABLE_METRICS = ("HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20")
 
@@ -30,11 +29,6 @@ FOLLOW_UP = {
                             "DuoRec": (0.0315, 0.0479, 0.0196, 0.0248),
                             "RaSeRec": (0.0331, 0.0497, 0.0211, 0.0264)}}
 FOLLOW_UP_METRICS = ("HR@5", "HR@10", "NDCG@5", "NDCG@10")
-
-
-def _user_metric(records: list[dict], metric: str, user_ranks) -> np.ndarray:
-    """The per-user test metric of a model, averaged over its seeds."""
-    return np.mean([per_user(user_ranks(r), metric) for r in records], axis=0)
 
 
 def model_table(runs: dict[tuple[str, str], list[dict]], metrics=TABLE_METRICS) -> pd.DataFrame:
@@ -90,7 +84,7 @@ def improvement(runs: dict[tuple[str, str], list[dict]], user_ranks, metrics=TAB
             best = max(others, key=lambda name: np.mean([r["metrics"][m] for r in others[name]]))
             base_mean = np.mean([r["metrics"][m] for r in others[best]])
             our_mean = np.mean([r["metrics"][m] for r in ours])
-            p = paired_permutation_test(_user_metric(others[best], m, user_ranks), _user_metric(ours, m, user_ranks))
+            p = paired_permutation_test(user_metric(others[best], m, user_ranks), user_metric(ours, m, user_ranks))
             rows.append({"dataset": dataset, "metric": m, "strongest baseline": best,
                          "baseline seeds": len(others[best]), "baseline": base_mean, model: our_mean,
                          "seeds": len(ours), "improvement %": 100 * (our_mean / base_mean - 1), "p (paired)": p})
@@ -153,15 +147,10 @@ def backbone_table(pairs: list[tuple[dict, dict]], user_ranks, metrics=("HR@5", 
     groups = dict.fromkeys((base["dataset"], base["model"]) for base, _ in pairs)
     for dataset, backbone in groups:
         mine = [(b, r) for b, r in pairs if (b["dataset"], b["model"]) == (dataset, backbone)]
-        alone, augmented = [b for b, _ in mine], [r for _, r in mine]
         for m in metrics:
-            a = np.array([r["metrics"][m] for r in alone])
-            b = np.array([r["metrics"][m] for r in augmented])
-            p = paired_permutation_test(_user_metric(alone, m, user_ranks), _user_metric(augmented, m, user_ranks))
+            cmp = paired([b for b, _ in mine], [r for _, r in mine], m, user_ranks)
             rows.append({"dataset": dataset, "backbone": backbone, "metric": m, "seeds": len(mine),
-                         "alone": a.mean(), "alone std": spread(a), "+RaSeRec": b.mean(), "+RaSeRec std": spread(b),
-                         "improvement %": 100 * (b.mean() / a.mean() - 1),
-                         "seeds improved": int((b > a).sum()), "p (paired)": p})
+                         **{k.replace("augmented", "+RaSeRec"): v for k, v in cmp.items()}})
     return pd.DataFrame(rows)
 
 

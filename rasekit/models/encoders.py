@@ -78,6 +78,14 @@ def _merge_buckets(widths: list[int], counts: list[int], overhead: int) -> list[
     return runs[::-1]
 
 
+def append_at_length(seqs: torch.Tensor, lengths: torch.Tensor, values) -> torch.Tensor:
+    """[B, W] left-aligned sequences -> [B, W + 1] with `values` (one per row, or one for all) placed right
+    after each sequence's last item (position len)."""
+    out = torch.cat([seqs, seqs.new_zeros(seqs.shape[0], 1)], 1)
+    out[torch.arange(seqs.shape[0], device=seqs.device), lengths] = values
+    return out
+
+
 def gather_last(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """[B, L, d] -> [B, d]: the output at position len - 1 of every sequence."""
     return x[torch.arange(x.shape[0], device=x.device), lengths - 1]
@@ -368,10 +376,8 @@ class BERT4Rec(SASRec):
         return out
 
     def forward(self, seqs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        rows = torch.arange(seqs.shape[0], device=seqs.device)
-        with_mask = torch.cat([seqs, seqs.new_zeros(seqs.shape[0], 1)], 1)
-        with_mask[rows, lengths] = self.mask_id
-        return self.encode_bidirectional(with_mask, lengths + 1)[rows, lengths]
+        with_mask = append_at_length(seqs, lengths, self.mask_id)
+        return gather_last(self.encode_bidirectional(with_mask, lengths + 1), lengths + 1)
 
     def all_positions(self, seqs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError("BERT4Rec is bidirectional: the representation of a prefix is not a "

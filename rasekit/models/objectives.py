@@ -16,6 +16,7 @@ import torch
 from torch.nn import functional as F
 
 from rasekit import settings
+from rasekit.models.encoders import append_at_length
 
 Batch = dict[str, torch.Tensor]
 
@@ -191,14 +192,11 @@ class Cloze:
     def masked(self, seqs: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor, mask_id: int):
         """(input with masks [B, W + 1], which positions are masked, the items there); W: the longest
         sequence of the batch."""
-        seqs = seqs[:, : int(lengths.max())]
-        rows = torch.arange(seqs.shape[0], device=seqs.device)
-        full = torch.cat([seqs, seqs.new_zeros(seqs.shape[0], 1)], 1)
-        full[rows, lengths] = targets
+        full = append_at_length(seqs[:, : int(lengths.max())], lengths, targets)
         real = full > 0
         chosen = (torch.rand(full.shape, device=full.device, generator=self.generator) < self.mask_ratio) & real
         none = ~chosen.any(1)
-        chosen[rows[none], lengths[none]] = True
+        chosen[none.nonzero().squeeze(1), lengths[none]] = True
         return full.masked_fill(chosen, mask_id), chosen, full[chosen]
 
     def loss(self, encoder, batch: Batch) -> torch.Tensor:

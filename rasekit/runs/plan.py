@@ -303,12 +303,28 @@ def longest_chain_s(steps: dict[str, Step]) -> float:
     return max((chain(k) for k in steps), default=0.0)
 
 
-def cost(steps: dict[str, Step]) -> dict[str, float]:
-    """CPU seconds of a plan: what its finished runs took (as recorded) and the estimate of the rest."""
+def cost(steps: dict[str, Step], cores: int = 2) -> str:
+    """What a plan costs in CPU time: its finished runs as recorded, the estimate of the rest, and the
+    wall time on `cores` cores with one run per core."""
     recorded = sum(_cpu_seconds(ledger.get(k) or {}) or 0.0 for k, s in steps.items() if s.done)
-    todo = sum(s.estimate_s or 0.0 for s in steps.values() if not s.done)
-    return {"recorded_s": recorded, "estimated_s": todo, "unknown": sum(
-        1 for s in steps.values() if not s.done and s.estimate_s is None)}
+    todo = [s for s in steps.values() if not s.done]
+    estimated = sum(s.estimate_s or 0.0 for s in todo)
+    return (f"{len(steps)} trained runs: {recorded / 3600:.1f} CPU-h recorded, {estimated / 3600:.1f} CPU-h "
+            f"estimated for the {len(todo)} still to run; about {(recorded + estimated) / 3600 / cores:.0f} h "
+            f"on {cores} cores")
+
+
+def records_of(runs: list[Run], reuse_only: bool = False, log=print) -> list[dict]:
+    """The ledger records of `runs` (trained now unless `reuse_only`); the runs the ledger lacks are
+    named and left out."""
+    found = []
+    for run in runs:
+        record = run.execute(reuse_only)
+        if record is None:
+            log(f"not in the ledger, left out: {run.label()}")
+        else:
+            found.append(record)
+    return found
 
 
 def _hours(seconds: float | None) -> str:
