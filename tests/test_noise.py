@@ -4,7 +4,7 @@ import pytest
 
 from rasekit.data import Instances
 from rasekit.data.protocol import split
-from rasekit.data.noise import Noise, noisy_data, perturb
+from rasekit.data.noise import Noise, noisy_data, noisy_everywhere, perturb, training_noise
 from rasekit.settings import SettingsError
 
 N_ITEMS = 30
@@ -92,3 +92,25 @@ def test_the_bank_setting_decides_whether_train_and_valid_are_noisy():
     assert not np.array_equal(noisy_bank.train.seqs, tiny_data.train.seqs)
     assert not np.array_equal(noisy_bank.valid.seqs, tiny_data.valid.seqs)
     assert np.array_equal(noisy_bank.test.seqs, clean_bank.test.seqs)  # the same test noise either way
+
+
+def test_training_noise_is_checked_by_name_and_clean_data_is_no_setting():
+    assert training_noise(None) is None and training_noise({}) is None and training_noise({"ratio": 0.0}) is None
+    assert training_noise({"ratio": 0.1}) == {"ratio": 0.1, "mode": "replace", "seed": 0}
+    for bad, named in (({"ratio": 2}, "noise ratio=2"), ({"mode": "insert"}, "expected a 'ratio'"),
+                       ({"ratio": 0.1, "bank": "noisy"}, r"unknown training noise setting\(s\) \['bank'\]")):
+        with pytest.raises(SettingsError, match=named):
+            training_noise(bad)
+
+
+def test_training_noise_makes_every_input_noisy_and_the_test_inputs_those_of_the_test_time_noise():
+    rng = np.random.default_rng(3)
+    tiny_data = split("tiny", {u: list(rng.integers(1, N_ITEMS + 1, size=rng.integers(4, 12)))
+                               for u in range(1, 41)}, max_len=WIDTH)
+    spec = training_noise({"ratio": 0.2})
+    noisy = noisy_everywhere(tiny_data, spec)
+    for part in ("train", "valid", "test"):
+        assert not np.array_equal(getattr(noisy, part).seqs, getattr(tiny_data, part).seqs)
+        assert np.array_equal(getattr(noisy, part).targets, getattr(tiny_data, part).targets)
+    assert np.array_equal(noisy.test.seqs, noisy_data(tiny_data, Noise(0.2)).test.seqs)
+    assert noisy_everywhere(tiny_data, None) is tiny_data

@@ -152,3 +152,16 @@ def test_records_of_names_the_runs_the_ledger_lacks(tmp_path, monkeypatch):
     assert [r["key"] for r in records] == [done.key]
     assert said == [f"not in the ledger, left out: {missing.label()}"]
     assert "CPU-h recorded" in plan.cost(plan.build("full", ["01_main_results"]))
+
+
+def test_runs_trained_on_noise_are_planned_only_when_asked_one_seed_per_ratio():
+    clean = plan.build("full", ["05_noise_robustness"], {"datasets": ["Beauty"]})
+    asked = plan.build("full", ["05_noise_robustness"], {"datasets": ["Beauty"], "ratios": [0.0, 0.1, 0.2],
+                                                         "trained_on_noise": True})
+    assert set(clean) < set(asked)
+    extra = [asked[k].run for k in set(asked) - set(clean)]
+    assert len(extra) == 6 and {r.seed for r in extra} == {1}  # SASRec, DuoRec, RaSeRec per ratio above 0
+    assert {dict(r.noise)["ratio"] for r in extra} == {0.1, 0.2}
+    raserec = [r for r in extra if r.stage == "finetune"]
+    assert all(r.base.noise == r.noise and r.base.key in asked for r in raserec)
+    assert all("[trained on noise=" in r.label() for r in extra)

@@ -3,9 +3,9 @@ that name the parent; the variant that changes nothing gives exactly the parent'
 import numpy as np
 import pytest
 
-from rasekit.runs import experiments, ledger, paths, store, variants
+from rasekit.runs import experiments, ledger, paths, profiles, store, variants
 from rasekit import settings
-from rasekit.data.noise import Noise
+from rasekit.data.noise import Noise, noisy_data
 
 from .test_experiments import tiny  # noqa: F401  (fixture: a 300-user, 1-epoch smoke profile)
 
@@ -65,3 +65,33 @@ def test_noise_variants_of_both_stages(parent):
         rec = variants.evaluate(parent, variants.TestVariant(noise=Noise(0.5, bank=bank)), log=quiet)
         assert not np.array_equal(experiments.ranks(rec), experiments.ranks(parent))
     assert variants.evaluate(parent, variants.TestVariant(noise=Noise(0.0)), log=quiet)["metrics"] == parent["metrics"]
+
+
+def test_runs_trained_on_noise_are_runs_of_their_own_on_noisy_data_in_both_stages(parent):
+    quiet = lambda *_: None  # noqa: E731
+    profile = parent["profile"]
+    noisy = experiments.finetune("Beauty", "sasrec", seed=1, profile=profile, ram={"index": "exact"},
+                                 noise={"ratio": 0.5}, log=quiet)
+    backbone = ledger.get(noisy["config"]["backbone_key"])
+    assert noisy["key"] != parent["key"] and backbone["key"] != parent["config"]["backbone_key"]
+    assert noisy["config"]["noise"] == backbone["config"]["noise"] == {"ratio": 0.5, "mode": "replace", "seed": 0}
+    assert "[trained on noise=0.5]" in noisy["model"] and "[trained on noise=0.5]" in backbone["model"]
+    assert "noise" not in parent["config"]  # a clean run has no noise setting: its key is unchanged
+    # the noisy run's test inputs are those the clean run's test-time noise variant gets
+    clean_backbone = ledger.get(parent["config"]["backbone_key"])
+    variant = variants.evaluate(clean_backbone, variants.TestVariant(noise=Noise(0.5)), log=quiet)
+    assert not np.array_equal(experiments.ranks(backbone), experiments.ranks(clean_backbone))
+    loaded = experiments.load_data(backbone["config"], profiles.get(profile))
+    assert np.array_equal(loaded.test.seqs, noisy_data(experiments.load_data("Beauty", profiles.get(profile)),
+                                                       Noise(0.5)).test.seqs)
+    # the robustness table puts the noisy-trained runs beside the test-time noise of the clean ones
+    from rasekit.analysis import noise as analysis
+    results = analysis.run_noise({"SASRec": [clean_backbone]}, [0.5], log=quiet) + analysis.trained_on_noise(
+        {"SASRec": [backbone]})
+    table = analysis.noise_table(results).set_index(["trained on", "ratio"])
+    assert table.loc[("noisy data", 0.5), "NDCG@10"] == backbone["metrics"]["NDCG@10"]
+    assert table.loc[("clean data", 0.5), "NDCG@10"] == variant["metrics"]["NDCG@10"]
+    drop = 100 * (1 - backbone["metrics"]["NDCG@10"] / clean_backbone["metrics"]["NDCG@10"])
+    assert table.loc[("noisy data", 0.5), "NDCG@10 drop %"] == pytest.approx(drop)
+    with pytest.raises(settings.SettingsError, match="noise ratio=-1 is not allowed"):
+        experiments.finetune("Beauty", "sasrec", seed=1, profile=profile, noise={"ratio": -1})

@@ -5,7 +5,10 @@ The paper's protocol is unknown (reference section 7.5). The kit's choice, each 
 * test-time noise on the trained models (no retraining): the same seeded noisy sequences for every model
   and seed (`rasekit.data.noise`);
 * stage 2's memory bank built from the clean training sequences by default, or from equally noisy ones;
-* the relative drop of each metric against the same model on clean inputs, per seed, then averaged.
+* the relative drop of each metric against the same model on clean inputs, per seed, then averaged;
+* optionally, the same models trained again on noisy data (both stages, every input noisy at the ratio:
+  `rasekit.data.noise.training_noise`), tested on the very noisy test inputs the clean-trained models
+  get, their drop taken against the clean-trained model on clean inputs.
 """
 from __future__ import annotations
 
@@ -13,11 +16,8 @@ import numpy as np
 import pandas as pd
 
 from rasekit import settings
-from rasekit.data.noise import Noise
+from rasekit.data.noise import RATIOS, Noise
 from rasekit.runs.variants import TestVariant
-
-RATIOS = (0.0, 0.05, 0.1, 0.15, 0.2)
-
 
 def check_ratios(ratios) -> list[float]:
     ratios = [settings.real("noise ratio", r, 0.0, 1.0) for r in ratios]
@@ -43,20 +43,30 @@ def run_noise(parents: dict[str, list[dict]], ratios=RATIOS, mode: str = "replac
                 noise = Noise(ratio, mode, noise_seed, bank)
                 rec = variants.evaluate(parent, TestVariant(noise=noise), log=log)
                 results.append({"model": model, "dataset": parent["dataset"], "seed": parent["seed"],
-                                "ratio": ratio, "record": rec})
+                                "ratio": ratio, "trained on": "clean data", "record": rec})
     return results
 
 
+def trained_on_noise(runs: dict[str, list[dict]]) -> list[dict]:
+    """The runs trained on noisy data (model name -> ledger records, `plan.noise_trained_runs`) as results
+    beside `run_noise`'s: each is tested on its own noisy test inputs."""
+    return [{"model": model, "dataset": rec["dataset"], "seed": rec["seed"], "ratio": rec["config"]["noise"]["ratio"],
+             "trained on": "noisy data", "record": rec} for model, records in runs.items() for rec in records]
+
+
 def noise_table(results: list[dict], metrics=("HR@10", "NDCG@10")) -> pd.DataFrame:
-    """One row per (dataset, model, ratio): each metric's mean and spread over seeds, and its drop
-    against the clean inputs in percent (per seed against the same run's ratio 0, then averaged)."""
-    frame = pd.DataFrame([{"dataset": r["dataset"], "model": r["model"], "seed": r["seed"],
-                           "ratio": r["ratio"], **{m: r["record"]["metrics"][m] for m in metrics}}
-                          for r in results])
-    clean = frame[frame["ratio"] == 0.0].set_index(["dataset", "model", "seed"])
+    """One row per (dataset, model, data it was trained on, ratio): each metric's mean and spread over
+    seeds, and its drop against the clean inputs in percent (per seed against the same model trained on
+    clean data at ratio 0, then averaged)."""
+    frame = pd.DataFrame([{"dataset": r["dataset"], "model": r["model"], "seed": r["seed"], "ratio": r["ratio"],
+                           "trained on": r.get("trained on", "clean data"),
+                           **{m: r["record"]["metrics"][m] for m in metrics}} for r in results])
+    reference = (frame["ratio"] == 0.0) & (frame["trained on"] == "clean data")
+    clean = frame[reference].set_index(["dataset", "model", "seed"])
     rows = []
-    for (dataset, model, ratio), part in frame.groupby(["dataset", "model", "ratio"], sort=False):
-        row = {"dataset": dataset, "model": model, "ratio": ratio, "seeds": len(part)}
+    for (dataset, model, trained, ratio), part in frame.groupby(["dataset", "model", "trained on", "ratio"],
+                                                                 sort=False):
+        row = {"dataset": dataset, "model": model, "trained on": trained, "ratio": ratio, "seeds": len(part)}
         for m in metrics:
             base = clean.loc[[(dataset, model, s) for s in part["seed"]], m].to_numpy()
             drops = 100 * (1 - part[m].to_numpy() / base)
@@ -73,10 +83,14 @@ def noise_figure(table: pd.DataFrame, metric: str = "NDCG@10", title: str = ""):
     import matplotlib.pyplot as plt
 
     fig, (ax, drop) = plt.subplots(1, 2, figsize=(9.0, 3.4))
-    for model, part in table.groupby("model", sort=False):
+    colours = {model: f"C{i}" for i, model in enumerate(table["model"].unique())}
+    for (model, trained), part in table.groupby(["model", "trained on"], sort=False):
         x = 100 * part["ratio"].to_numpy()
-        ax.errorbar(x, part[metric], yerr=part[f"{metric} std"], marker="o", capsize=2, label=model)
-        drop.plot(x, part[f"{metric} drop %"], marker="o", label=model)
+        style = dict(color=colours[model], marker="o" if trained == "clean data" else "s",
+                     ls="-" if trained == "clean data" else "--",
+                     label=model if trained == "clean data" else f"{model}, trained on noisy data")
+        ax.errorbar(x, part[metric], yerr=part[f"{metric} std"], capsize=2, **style)
+        drop.plot(x, part[f"{metric} drop %"], **style)
     ax.set(xlabel="noise ratio (%)", ylabel=metric, title=title)
     drop.set(xlabel="noise ratio (%)", ylabel=f"{metric} drop against clean (%)")
     drop.axhline(0, color="grey", lw=0.6, ls=":")
@@ -86,7 +100,9 @@ def noise_figure(table: pd.DataFrame, metric: str = "NDCG@10", title: str = ""):
 
 
 def robustness_gap(table: pd.DataFrame, metric: str = "NDCG@10") -> pd.DataFrame:
-    """Per dataset and ratio: RaSeRec's drop minus each other model's drop (negative = RaSeRec loses less)."""
+    """Per dataset and ratio: RaSeRec's drop minus each other model's drop (negative = RaSeRec loses less),
+    each trained on clean data and tested on noisy inputs."""
+    table = table[table["trained on"] == "clean data"]
     wide = table.pivot_table(index=["dataset", "ratio"], columns="model", values=f"{metric} drop %")
     others = [c for c in wide.columns if not c.startswith("RaSeRec")]
     raserec = [c for c in wide.columns if c.startswith("RaSeRec")]

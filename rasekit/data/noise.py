@@ -11,6 +11,10 @@ so every model sees the same noisy sequences:
   past `max_len` keeps its most recent items, as the protocol's cap does.
 
 Targets, users and steps are unchanged: noise touches what a model reads, not what it must predict.
+
+Noise at training time (`training_noise`) is a run setting: every input of the data (train, valid and
+test) is noisy as above, so stage 1 and stage 2 learn, select and are tested on noisy sequences; the
+test inputs are the very ones a test-time variant with the same setting gives a clean-trained model.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from rasekit.data import Instances, SplitData
 
 MODES = ("replace", "insert")
 BANKS = ("clean", "noisy")
+RATIOS = (0.0, 0.05, 0.1, 0.15, 0.2)  # notebook 05's default noise ratios
 
 
 @dataclass(frozen=True)
@@ -94,3 +99,23 @@ def noisy_data(data: SplitData, noise: Noise) -> SplitData:
     parts = ("train", "valid", "test") if noise.bank == "noisy" else ("test",)
     changed = {part: perturb(getattr(data, part), noise, data.n_items, part) for part in parts}
     return replace(data, **changed)
+
+
+TRAINING_NOISE_FIELDS = ("ratio", "mode", "seed")
+
+
+def training_noise(given: dict | None) -> dict | None:
+    """A run's training-data noise, {"ratio", "mode", "seed"} (mode and seed default as in `Noise`),
+    checked by name and range; None (and ratio 0) is clean data."""
+    spec = settings.known("training noise", given, TRAINING_NOISE_FIELDS)
+    if not spec:
+        return None
+    if "ratio" not in spec:
+        raise settings.SettingsError(f"training noise {given!r} is not allowed: expected a 'ratio'")
+    noise = Noise(**spec, bank="noisy")
+    return None if noise.ratio == 0.0 else {k: getattr(noise, k) for k in TRAINING_NOISE_FIELDS}
+
+
+def noisy_everywhere(data: SplitData, spec: dict | None) -> SplitData:
+    """`data` under a run's training noise (`training_noise`): every input noisy; unchanged for None."""
+    return data if spec is None else noisy_data(data, Noise(**spec, bank="noisy"))

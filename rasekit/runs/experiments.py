@@ -14,6 +14,7 @@ import torch
 
 from rasekit import data as datasets
 from rasekit.data import sources
+from rasekit.data.noise import noisy_everywhere, training_noise
 from rasekit.runs import ledger, paths, profiles, store
 from rasekit import settings
 from rasekit.runs.keys import run_key
@@ -56,21 +57,34 @@ def default_device() -> torch.device:
 
 
 def load_data(dataset: "str | dict", profile: profiles.Profile) -> datasets.SplitData:
-    """A dataset under the profile: by name or file path, or a run's configuration (which names one)."""
-    source = sources.of_config(dataset) if isinstance(dataset, dict) else sources.resolve(dataset)
-    return source.load(users=profile.users)
+    """A dataset under the profile: by name or file path, or a run's configuration (which names one, and
+    the run's training noise if it has one)."""
+    if not isinstance(dataset, dict):
+        return sources.resolve(dataset).load(users=profile.users)
+    return noisy_everywhere(sources.of_config(dataset).load(users=profile.users), dataset.get("noise"))
+
+
+def noise_label(noise: dict | None) -> dict:
+    """A run's training noise for its name (see `variant_label`): {} when clean."""
+    if noise is None:
+        return {}
+    return {"trained on noise": noise["ratio"], **({"noise mode": noise["mode"]} if noise["mode"] != "replace" else {}),
+            **({"noise seed": noise["seed"]} if noise["seed"] else {})}
 
 
 def pretrain_config(dataset: str, encoder: str, objective: str, seed: int, profile: profiles.Profile,
                     encoder_params: dict | None = None, objective_params: dict | None = None,
-                    train: dict | None = None) -> dict:
+                    train: dict | None = None, noise: dict | None = None) -> dict:
+    """The configuration (hashed into the run's key) of a stage-1 run; `noise`: its training noise as
+    `training_noise` returns it (absent when clean, so clean runs keep their keys)."""
     encoder_params = dict(encoder_params or {})
     if objective == "cl4srec":  # its item masking needs a mask-token row after the items
         encoder_params.setdefault("mask_token", True)
     return {"stage": "pretrain", **sources.resolve(dataset).config, "users": profile.users,
             "max_len": 50, "encoder": encoder, "encoder_params": encoder_params,
             "objective": objective, "objective_params": dict(objective_params or {}),
-            "train": {**PRETRAIN, **profile.pretrain, **(train or {})}, "seed": seed}
+            "train": {**PRETRAIN, **profile.pretrain, **(train or {})}, "seed": seed,
+            **({"noise": noise} if noise else {})}
 
 
 def build_encoder(config: dict, n_items: int):
@@ -84,10 +98,11 @@ def run_dir(key: str) -> Path:
 
 def pretrain(dataset: str = "Beauty", encoder: str = "sasrec", objective: str = "duorec", seed: int = 1,
              profile: str | None = None, encoder_params: dict | None = None,
-             objective_params: dict | None = None, train: dict | None = None,
+             objective_params: dict | None = None, train: dict | None = None, noise: dict | None = None,
              need_checkpoint: bool = False, reuse_only: bool = False, device=None, log=print) -> dict | None:
-    """Stage 1: train (or reuse) an encoder; returns its ledger record. With `reuse_only`, never trains:
-    returns the ledger record or None."""
+    """Stage 1: train (or reuse) an encoder; returns its ledger record. `noise`: train (and validate and
+    test) on noisy input sequences, {"ratio", "mode", "seed"} (`rasekit.data.noise.training_noise`).
+    With `reuse_only`, never trains: returns the ledger record or None."""
     from rasekit.models.objectives import make_objective
     from rasekit.stages.pretraining import PretrainTask
 
@@ -102,7 +117,9 @@ def pretrain(dataset: str = "Beauty", encoder: str = "sasrec", objective: str = 
         raise settings.SettingsError(f"encoder={encoder!r} with objective={objective!r} is not allowed: "
                                      "the cloze objective and the bidirectional BERT4Rec go together")
     train = check_train(train, {**PRETRAIN, **prof.pretrain})
-    config = pretrain_config(dataset, encoder, objective, seed, prof, encoder_params, objective_params, train)
+    noise = training_noise(noise)
+    config = pretrain_config(dataset, encoder, objective, seed, prof, encoder_params, objective_params, train,
+                             noise)
     key = run_key(config)
     done, cached = _reusable(key, need_checkpoint, reuse_only, log)
     if done:
@@ -115,7 +132,8 @@ def pretrain(dataset: str = "Beauty", encoder: str = "sasrec", objective: str = 
     meta = {"key": key, "dataset": config["dataset"], "n_items": data.n_items}
     commit, start = git_commit(), time.perf_counter()
     name = MODEL_NAMES.get((encoder, objective), f"{encoder}+{objective}") + variant_label(
-        {**(encoder_params or {}), **(objective_params or {}), **train}, {**PRETRAIN, **prof.pretrain})
+        {**(encoder_params or {}), **(objective_params or {}), **train, **noise_label(noise)},
+        {**PRETRAIN, **prof.pretrain})
     result = fit(task, TrainConfig(**config["train"]), run_dir(key), meta, seed, log=log,
                  name=f"{name} (stage 1) on {config['dataset']}, seed {seed}")
     return _finish(key, config, name, prof, result, device, time.perf_counter() - start, commit, task, meta)
@@ -220,13 +238,14 @@ def active_users(data: datasets.SplitData, lower: float | None, upper: float | N
 
 def finetune(dataset: str = "Beauty", backbone: str = "duorec", seed: int = 1, profile: str | None = None,
              ram: dict | None = None, train: dict | None = None, partition: dict | None = None,
-             pretrain_seed: int | None = None, pretrain_train: dict | None = None, reuse_only: bool = False,
-             need_checkpoint: bool = False, device=None, log=print) -> dict | None:
+             pretrain_seed: int | None = None, pretrain_train: dict | None = None, noise: dict | None = None,
+             reuse_only: bool = False, need_checkpoint: bool = False, device=None, log=print) -> dict | None:
     """Stage 2: RaSeRec on a frozen stage-1 encoder (trained first if the ledger lacks it); returns the
     ledger record. The stage-1 run uses the same seed unless `pretrain_seed` is given, and the official
     training settings changed by `pretrain_train`. With `reuse_only`, never trains: returns the ledger
     record or None. With `need_checkpoint`, a run whose trained module is not here is trained again with
-    its recorded settings (and says so). Every setting of both stages is checked before any work starts."""
+    its recorded settings (and says so). `noise`: both stages train on noisy data (see `pretrain`). Every
+    setting of both stages is checked before any work starts."""
     from rasekit.stages.finetuning import RaSeRecTask
 
     settings.choice("backbone", backbone, tuple(BACKBONES))
@@ -238,16 +257,17 @@ def finetune(dataset: str = "Beauty", backbone: str = "duorec", seed: int = 1, p
     train = check_train(train, {**FINETUNE, **prof.finetune})
     pretrain_train = check_train(pretrain_train, {**PRETRAIN, **prof.pretrain})
     check_partition(partition)
+    noise = training_noise(noise)
     device = device or default_device()
     encoder_name, objective = BACKBONES[backbone]
     stage1 = dict(dataset=dataset, encoder=encoder_name, objective=objective, seed=pretrain_seed or seed,
-                  profile=prof.name, train=pretrain_train, device=device, log=log)
+                  profile=prof.name, train=pretrain_train, noise=noise, device=device, log=log)
     base = pretrain(**{**stage1, "log": lambda *_: None}, reuse_only=True)  # quiet: logged below
     if base is None:
         if reuse_only:
             return None
         # the bank must hold at least K memories: the data is cheap to check, stage 1 is not
-        _check_k(ram_config.k, load_data(dataset, prof))
+        _check_k(ram_config.k, load_data(dataset, prof))  # noise keeps the number of instances
         base = pretrain(**stage1)
     config = finetune_config(base, backbone, seed, prof, ram, train, partition)
     key = run_key(config)
@@ -261,7 +281,7 @@ def finetune(dataset: str = "Beauty", backbone: str = "duorec", seed: int = 1, p
                        bank_filter=partition_filter(partition, data))
     meta = {"key": key, "dataset": config["dataset"], "n_items": data.n_items}
     name = f"RaSeRec({base['model']})" + variant_label(
-        {**(ram or {}), **train, **({"partition": partition} if partition else {}),
+        {**(ram or {}), **train, **({"partition": partition} if partition else {}), **noise_label(noise),
          **({"stage-1 seed": base["seed"]} if base["seed"] != seed else {})},
         {**RAM, **FINETUNE, **prof.finetune})
     result = fit(task, TrainConfig(**config["train"]), run_dir(key), meta, seed, log=log,
@@ -272,8 +292,10 @@ def finetune(dataset: str = "Beauty", backbone: str = "duorec", seed: int = 1, p
 def finetune_config(base: dict, backbone: str, seed: int, prof: profiles.Profile, ram: dict | None = None,
                     train: dict | None = None, partition: dict | None = None) -> dict:
     """The configuration (hashed into the run's key) of a stage-2 run on the stage-1 run `base` (its
-    ledger record, or a dict with its "key" and its data's `Source.config`)."""
-    data = {k: v for k, v in base.get("config", base).items() if k in ("dataset", "data_file", "location")}
+    ledger record, or a dict with its "key", its data's `Source.config` and its training noise, if any):
+    stage 2 trains on the same data as its stage 1, noise included."""
+    data = {k: v for k, v in base.get("config", base).items()
+            if k in ("dataset", "data_file", "location", "noise")}
     return {"stage": "finetune", **data, "users": prof.users,
             "backbone": backbone, "backbone_key": base["key"], "ram": {**RAM, **(ram or {})},
             "partition": partition, "train": {**FINETUNE, **prof.finetune, **(train or {})}, "seed": seed}

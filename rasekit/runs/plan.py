@@ -18,6 +18,7 @@ from multiprocessing import get_context
 from rasekit.runs import experiments, ledger, paths, profiles
 from rasekit import settings
 from rasekit.data import registry, sources
+from rasekit.data.noise import RATIOS, training_noise
 from rasekit.runs.keys import run_key
 from rasekit.runs.threads import choose as choose_threads
 
@@ -34,6 +35,7 @@ class Run:
     objective: str = "duorec"         # stage 1
     backbone: str | None = None       # stage 2
     train: tuple = ()                 # training settings that differ, as sorted (name, value) pairs
+    noise: tuple = ()                 # training-data noise, as sorted (name, value) pairs (both stages)
 
     def __post_init__(self):
         settings.choice("stage", self.stage, ("pretrain", "finetune"))
@@ -46,17 +48,22 @@ class Run:
         if self.stage == "pretrain":
             return None
         encoder, objective = experiments.BACKBONES[self.backbone]
-        return Run("pretrain", self.dataset, self.seed, self.profile, encoder, objective)
+        return Run("pretrain", self.dataset, self.seed, self.profile, encoder, objective, noise=self.noise)
 
     @property
     def key(self) -> str:
         prof = profiles.get(self.profile)
         if self.stage == "pretrain":
-            return run_key(experiments.pretrain_config(self.dataset, self.encoder, self.objective,
-                                                           self.seed, prof, train=dict(self.train)))
-        base = {"key": self.base.key, **sources.resolve(self.dataset).config}
+            return run_key(experiments.pretrain_config(self.dataset, self.encoder, self.objective, self.seed, prof,
+                                                       train=dict(self.train), noise=self.noise_spec))
+        base = {"key": self.base.key, **sources.resolve(self.dataset).config,
+                **({"noise": self.noise_spec} if self.noise_spec else {})}
         return run_key(experiments.finetune_config(base, self.backbone, self.seed, prof,
                                                        train=dict(self.train)))
+
+    @property
+    def noise_spec(self) -> dict | None:
+        return training_noise(dict(self.noise))
 
     @property
     def model(self) -> str:
@@ -65,15 +72,16 @@ class Run:
         return experiments.MODEL_NAMES.get((self.encoder, self.objective), f"{self.encoder}+{self.objective}")
 
     def label(self) -> str:
-        changed = experiments.variant_label(dict(self.train), {})  # e.g. " [valid_metric=NDCG@10]"
+        changed = experiments.variant_label({**dict(self.train), **experiments.noise_label(self.noise_spec)},
+                                            {})  # e.g. " [valid_metric=NDCG@10]"
         return f"{self.model}{changed} on {self.dataset}, seed {self.seed} ({self.profile})"
 
     def execute(self, reuse_only: bool = False, log=print, need_weights: bool = False) -> dict | None:
         """The run's ledger record: reused, or trained now (None with `reuse_only` if not in the ledger).
         `need_weights`: the trained model must be loadable here (stored weights or a checkpoint); a run
         without them is trained again with its recorded settings, or, with `reuse_only`, left out (None)."""
-        common = dict(train=dict(self.train) or None, reuse_only=reuse_only, need_checkpoint=need_weights,
-                      log=log)
+        common = dict(train=dict(self.train) or None, noise=self.noise_spec, reuse_only=reuse_only,
+                      need_checkpoint=need_weights, log=log)
         if self.stage == "pretrain":
             record = experiments.pretrain(self.dataset, self.encoder, self.objective, self.seed, self.profile,
                                           **common)
@@ -149,6 +157,32 @@ def long_tail_all(profile: str, datasets=None, seeds=None) -> list[Run]:
     return [run for runs in long_tail_runs(profile, datasets, seeds).values() for run in runs]
 
 
+def noise_trained_runs(profile: str, datasets=None, seeds=None, ratios=RATIOS, mode: str = "replace",
+                       noise_seed: int = 0) -> dict[str, list[Run]]:
+    """Notebook 05's training-time noise: SASRec, DuoRec and RaSeRec trained again on data whose inputs are
+    noisy at each ratio above 0, for the first of `seeds` (each costs a full stage 1, and stage 2)."""
+    prof = profiles.get(profile)
+    datasets, seeds = list(datasets or prof.datasets), list(seeds or prof.seeds)[:1]
+    noises = [tuple(sorted({"ratio": r, "mode": mode, "seed": noise_seed}.items())) for r in ratios if r > 0]
+    runs = {"SASRec": [], "DuoRec": [], "RaSeRec": []}
+    for d in datasets:
+        for s in seeds:
+            for noise in noises:
+                augmented = Run("finetune", d, s, prof.name, backbone="duorec", noise=noise)
+                runs["SASRec"].append(Run("pretrain", d, s, prof.name, "sasrec", "ce", noise=noise))
+                runs["DuoRec"].append(augmented.base)
+                runs["RaSeRec"].append(augmented)
+    return runs
+
+
+def noise_all(profile: str, datasets=None, seeds=None, ratios=RATIOS, mode: str = "replace", noise_seed: int = 0,
+              trained_on_noise: bool = False) -> list[Run]:
+    """Notebook 05: the clean-trained runs (test-time noise), and with `trained_on_noise` the runs trained
+    on noisy data."""
+    trained = noise_trained_runs(profile, datasets, seeds, ratios, mode, noise_seed) if trained_on_noise else {}
+    return long_tail_all(profile, datasets, seeds) + [run for runs in trained.values() for run in runs]
+
+
 # Notebook 06's trained models in the order of its table, as (encoder, objective); DuoRec and RaSeRec get
 # every seed of the profile, the other trained baselines `baseline_seeds` (CPU time is the scarce thing).
 COMPARISON_MODELS = (("gru4rec", "ce"), ("sasrec", "bpr"), ("sasrec", "ce"), ("bert4rec", "cloze"),
@@ -197,7 +231,7 @@ def backbone_all(profile: str, datasets=None, seeds=None, baseline_seeds=None, b
 
 NOTEBOOK_RUNS = {"01_main_results": main_results_all, "02_pretraining": pretraining_all,
                  "03_long_tail": long_tail_all, "04_memory_partitions": main_results_all,
-                 "05_noise_robustness": long_tail_all, "06_comparison": comparison_all,
+                 "05_noise_robustness": noise_all, "06_comparison": comparison_all,
                  "07_backbones": backbone_all}
 
 
@@ -232,6 +266,18 @@ def build(profile: str, notebooks=None, parameters: dict | None = None) -> dict[
     unknown = [n for n in names if n not in NOTEBOOK_RUNS]
     if unknown:
         raise ValueError(f"no run list for notebook(s) {unknown}; notebooks that train: {list(NOTEBOOK_RUNS)}")
+    runs = []
+    for name in names:
+        runs_of = NOTEBOOK_RUNS[name]
+        accepted = inspect.signature(runs_of).parameters  # a notebook's other parameters (reuse_only, ...)
+        wanted = {k: v for k, v in (parameters or {}).items() if k in accepted and k != "profile"}
+        runs += runs_of(profile, **wanted)
+    return steps_of(runs)
+
+
+def steps_of(runs: list[Run]) -> dict[str, Step]:
+    """The steps of `runs` and of the stage-1 runs they build on, each once, in dependency order, with what
+    the ledger holds and an estimate of the rest."""
     steps: dict[str, Step] = {}
 
     def add(run: Run) -> str:
@@ -241,12 +287,8 @@ def build(profile: str, notebooks=None, parameters: dict | None = None) -> dict[
             steps[key] = Step(run, key, ledger.get(key) is not None, needs)
         return key
 
-    for name in names:
-        runs_of = NOTEBOOK_RUNS[name]
-        accepted = inspect.signature(runs_of).parameters  # a notebook's other parameters (reuse_only, ...)
-        wanted = {k: v for k, v in (parameters or {}).items() if k in accepted and k != "profile"}
-        for run in runs_of(profile, **wanted):
-            add(run)
+    for run in runs:
+        add(run)
     records = ledger.records()
     reference = [] if paths.is_reference() else ledger.records(paths.reference_dir())
     in_reference = {r["key"] for r in reference}
@@ -376,7 +418,7 @@ def _execute(run: dict, threads: int, *_needs) -> str:
     import torch
     torch.set_num_threads(threads)
     os.environ["OMP_NUM_THREADS"] = os.environ["RASEKIT_THREADS"] = str(threads)  # fit() reads these
-    spec = Run(**{**run, "train": tuple(tuple(p) for p in run["train"])})
+    spec = Run(**{**run, **{k: tuple(tuple(p) for p in run[k]) for k in ("train", "noise")}})
     record = spec.execute(log=lambda message: print(f"[{spec.label()}] {message}", flush=True))
     return record["key"]
 
