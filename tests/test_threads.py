@@ -48,3 +48,25 @@ def test_a_resumed_run_keeps_the_count_it_started_with(machine, tmp_path):
     lines = []
     fit(ToyTask(), config, tmp_path / "run", META, seed=3, log=lines.append)
     assert torch.get_num_threads() == 1 and lines[-1].endswith("1 thread)")
+
+
+def test_a_recent_claim_of_another_live_process_counts_as_busy_until_it_ends_or_ages(machine, monkeypatch, tmp_path):
+    import os
+    import subprocess
+    monkeypatch.setenv("RASEKIT_CACHE", str(tmp_path))
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        assert threads.choose() == 2  # an idle machine, no claim: both cores, claimed for this process
+        assert (threads.claims_dir() / f"{os.getpid()}.claim").read_text() == "2"
+        threads.claims_dir().joinpath(f"{other.pid}.claim").write_text("2")  # started, not computing yet
+        assert threads.choose() == 1  # the load shows nothing yet, the claim does
+        old = threads.claims_dir() / f"{other.pid}.claim"
+        os.utime(old, (0, 0))  # older than GRACE_S: its threads would be in the load by now
+        assert threads.choose() == 2 and not old.exists()
+        old.write_text("2")
+    finally:
+        other.kill()
+        other.wait()
+    assert threads.choose() == 2 and not old.exists()  # the claimant is gone
+    threads.release()
+    assert not (threads.claims_dir() / f"{os.getpid()}.claim").exists()

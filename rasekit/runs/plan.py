@@ -21,6 +21,7 @@ from rasekit.data import registry, sources
 from rasekit.data.noise import RATIOS, training_noise
 from rasekit.runs.keys import run_key
 from rasekit.runs.threads import choose as choose_threads
+from rasekit.runs.threads import release as release_threads
 
 
 @dataclass(frozen=True)
@@ -470,6 +471,7 @@ def run_local(steps: dict[str, Step], workers: int, log=print) -> list[str]:
                 except Exception as err:  # noqa: BLE001 (reported, and the rest of the plan goes on)
                     failures.append(key)
                     log(f"FAILED {steps[key].run.label()}: {type(err).__name__}: {err}")
+    release_threads()
     return failures
 
 
@@ -486,8 +488,13 @@ def run_ray(steps: dict[str, Step], address: str | None, cpus_per_run: int = 1, 
     started_here = not ray.is_initialized()
     if started_here:
         local = address in (None, "local")  # a fresh single-machine Ray, without its web dashboard
-        ray.init(address=None if local else address, runtime_env={"env_vars": env},
-                 **({"include_dashboard": False} if local else {}))
+        try:
+            ray.init(address=None if local else address, runtime_env={"env_vars": env},
+                     **({"include_dashboard": False} if local else {}))
+        except Exception as err:  # Ray's own message names neither the address nor a way out
+            raise RuntimeError(f"Ray did not start ({'a local node' if local else address}): {err} "
+                               "A local node has a fixed 30 s to start, which a machine whose cores are "
+                               "all busy can miss; run the plan with --workers instead.") from err
     remote = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)(_execute)
     refs: dict[str, object] = {}
     for key, step in steps.items():  # dependency order: a stage-1 step comes before its stage-2 steps

@@ -5,13 +5,23 @@ Threads that outnumber the free cores wait on each other: on 2 cores with one ot
 loses less than half. So unless the user fixes the count (RASEKIT_THREADS or OMP_NUM_THREADS), a run
 starts with the cores the other processes leave free, measured from /proc/stat over a fifth of a second.
 The count is then kept for the whole run, resumes included: float sums differ in their last bits between
-thread counts, so a run whose count changed midway could not be reproduced exactly."""
+thread counts, so a run whose count changed midway could not be reproduced exactly.
+
+A run's threads show in /proc/stat only once it computes (after its imports and its data), so two runs
+started together would each see an idle machine and take every core. Each count chosen is therefore
+claimed (a file under the cache, written under a lock) until the run ends, and a claim younger than
+GRACE_S counts as busy cores for the runs that start meanwhile."""
 from __future__ import annotations
 
+import fcntl
 import os
 import time
+from pathlib import Path
+
+from rasekit.runs import paths
 
 SAMPLE_S = 0.2  # how long the machine is watched before a run starts
+GRACE_S = 60.0  # a run's threads show in the load within this time (imports, data, first batches)
 
 
 def fixed_by_user() -> int | None:
@@ -53,12 +63,53 @@ def other_load(seconds: float = SAMPLE_S) -> float | None:
     return max(0.0, ((busy1 - busy0) - (own1 - own0)) / (t1 - t0))
 
 
+def claims_dir() -> Path:
+    return paths.cache_dir() / "threads"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recent_claims() -> int:
+    """Cores claimed in the last GRACE_S seconds by other live processes (older and dead claims are
+    removed)."""
+    total = 0
+    for path in claims_dir().glob("*.claim"):
+        try:
+            pid, count, age = int(path.stem), int(path.read_text()), time.time() - path.stat().st_mtime
+        except (OSError, ValueError):
+            continue
+        if pid != os.getpid() and age < GRACE_S and _alive(pid):
+            total += count
+        elif pid != os.getpid():
+            path.unlink(missing_ok=True)
+    return total
+
+
+def release() -> None:
+    """End this process's claim (its run is over)."""
+    (claims_dir() / f"{os.getpid()}.claim").unlink(missing_ok=True)
+
+
 def choose(n_cores: int | None = None) -> int:
-    """The thread count for a new run: the user's, else the cores the other processes leave free (at
-    least one), else all cores."""
+    """The thread count for a new run: the user's, else the cores that neither the other processes' load
+    nor their recent claims take (at least one), else all cores. The count is claimed for this process."""
     fixed = fixed_by_user()
     if fixed is not None:
         return fixed
     n_cores = n_cores or cores()
-    load = other_load()
-    return n_cores if load is None else max(1, min(n_cores, n_cores - round(load)))
+    claims_dir().mkdir(parents=True, exist_ok=True)
+    with open(claims_dir() / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # measure and claim as one step: the next run sees this claim
+        load, claimed = other_load(), recent_claims()
+        busy = max(round(load or 0.0), claimed)  # a recent claim's threads may already be in the load
+        count = n_cores if load is None and not claimed else max(1, min(n_cores, n_cores - busy))
+        (claims_dir() / f"{os.getpid()}.claim").write_text(str(count))
+    return count

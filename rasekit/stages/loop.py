@@ -20,6 +20,7 @@ from rasekit import settings
 from rasekit.evaluate import NonFiniteScoresError, metrics, target_ranks
 from rasekit.runs.threads import choose as choose_threads
 from rasekit.runs.threads import fixed_by_user as threads_fixed_by_user
+from rasekit.runs.threads import release as release_threads
 
 
 class Task(Protocol):
@@ -264,6 +265,7 @@ def fit(task: Task, config: TrainConfig, run_dir: Path, meta: dict, seed: int, l
         log(f"{name} epoch {epoch}: loss {loss:.1f}  valid "
             + "  ".join(f"{m} {valid[m]:.4f}" for m in shown)
             + f"  ({time.perf_counter() - start:.1f} s, {threads} thread{'s' if threads > 1 else ''})")
+    release_threads()  # a claim left by a failure expires after threads.GRACE_S
     task.model.load_state_dict(load_checkpoint(best, meta, task.model)["model"])
     try:
         valid_ranks = evaluate_part(task, "valid", config.eval_chunk)
