@@ -30,6 +30,12 @@ def test_weights_are_kept_weights_only_with_their_hash(kept):
     assert store.weights_path(rec) == path
 
 
+def test_a_model_that_only_feeds_a_table_keeps_its_ranks_not_its_weights(kept):
+    rec = experiments.pretrain("Beauty", "sasrec", "bpr", seed=1, profile=kept, log=lambda *_: None)
+    assert "weights" not in rec and not any(paths.weights_dir().glob("*.pt"))
+    assert (paths.ranks_dir() / f"{rec['key']}.npz").exists()
+
+
 def test_stage_2_loads_the_stored_weights_and_refuses_tampered_ones(kept):
     base = experiments.pretrain("Beauty", "sasrec", "ce", seed=1, profile=kept, log=lambda *_: None)
     shutil.rmtree(paths.runs_dir())  # no checkpoint on this machine any more: only the stored weights

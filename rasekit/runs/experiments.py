@@ -153,13 +153,19 @@ def _reusable(key: str, need_checkpoint: bool, reuse_only: bool, log) -> tuple[b
     return reuse_only, cached if reuse_only else None
 
 
+def loaded_again(config: dict) -> bool:
+    """Whether the analyses load this run's model again: every stage-2 module and every stage-1 backbone
+    a stage 2 can start from. The others (SASRec with BPR, BERT4Rec) only feed a table: ranks suffice."""
+    return config["stage"] == "finetune" or (config["encoder"], config["objective"]) in BACKBONES.values()
+
+
 def _finish(key, config, name, prof, result, device, wall, commit, task, meta) -> dict:
     """Store a finished run: ranks, weights (for profiles whose models are loaded again), then the record."""
     paths.ranks_dir().mkdir(parents=True, exist_ok=True)
     np.savez_compressed(paths.ranks_dir() / f"{key}.npz", test=result["test_ranks"].astype(np.int32),
                         valid=result["valid_ranks"].astype(np.int32))
     kept = None
-    if task is not None and prof.name in store.KEEP_WEIGHTS:  # the model holds the best epoch's weights
+    if task is not None and prof.name in store.KEEP_WEIGHTS and loaded_again(config):  # best epoch's weights
         kept = store.export_weights(key, meta, {k: v.cpu() for k, v in task.model.state_dict().items()})
     rec = {"key": key, "stage": config["stage"], "dataset": config["dataset"], "model": name,
            "seed": config["seed"], "profile": prof.name, "config": config,
