@@ -77,7 +77,7 @@ def _migrate(args) -> None:
     root = paths.reference_dir() if args.reference else paths.output_dir()
     renamed = keys.migrate(root, checkpoints=not args.reference)  # the cache holds the user's own runs
     print(f"{len(renamed)} runs renamed to schema-{keys.SCHEMA} keys under {root}" if renamed
-          else f"every run under {root} has its schema-{keys.SCHEMA} key")
+          else f"no run under {root} needed a new key (schema {keys.SCHEMA})")
 
 
 def _plan(args) -> int:

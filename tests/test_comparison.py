@@ -30,6 +30,7 @@ def test_the_table_has_mean_std_and_seed_counts_and_marks_the_two_best():
     marked = comparison.marked(table)
     assert marked.loc[4, "NDCG@10"] == "**0.0460 ± 0.0000**" and marked.loc[3, "NDCG@10"] == "_0.0420 ± 0.0028_"
     assert marked.loc[2, "NDCG@10"] == "–"
+    assert marked.loc[1, "NDCG@10"] == "0.0300"  # one seed: no spread to show
     latex = comparison.marked(table, style="latex")
     assert latex.loc[4, "NDCG@10"] == "\\textbf{0.0460 $\\pm$ 0.0000}"
 

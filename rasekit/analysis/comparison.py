@@ -53,8 +53,9 @@ def ranked(table: pd.DataFrame, metric: str) -> pd.Series:
 
 
 def marked(table: pd.DataFrame, metrics=TABLE_METRICS, style: str = "markdown") -> pd.DataFrame:
-    """The table for reading: "mean ± std" per metric, the best of each dataset in bold and the second
-    underlined (Markdown: **x**, _x_; LaTeX: \\textbf, \\underline); '–' for a model not run yet."""
+    """The table for reading: "mean ± std" per metric (the mean alone for a single seed, whose spread is
+    unknown, not zero), the best of each dataset in bold and the second underlined (Markdown: **x**, _x_;
+    LaTeX: \\textbf, \\underline); '–' for a model not run yet."""
     bold, under = {"markdown": ("**{}**", "_{}_"), "latex": ("\\textbf{{{}}}", "\\underline{{{}}}")}[style]
     pm = " ± " if style == "markdown" else " $\\pm$ "
     out = table[["dataset", "model", "loss", "seeds"]].copy()
@@ -63,8 +64,8 @@ def marked(table: pd.DataFrame, metrics=TABLE_METRICS, style: str = "markdown") 
     for m in metrics:
         rank = ranked(table, m)
         cells = []
-        for mean, std, r in zip(table[m], table[f"{m} std"], rank):
-            text = "–" if mean != mean else f"{mean:.4f}{pm}{std:.4f}"
+        for mean, std, seeds, r in zip(table[m], table[f"{m} std"], table["seeds"], rank):
+            text = "–" if mean != mean else f"{mean:.4f}" if seeds < 2 else f"{mean:.4f}{pm}{std:.4f}"
             cells.append(bold.format(text) if r == 1 else under.format(text) if r == 2 else text)
         out[m] = cells
     return out
