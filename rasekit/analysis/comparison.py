@@ -126,8 +126,11 @@ def comparison_figure(table: pd.DataFrame, metric: str = "NDCG@10"):
                      for m in part["model"]]
         ax.scatter(x, [np.nan if v is None else v for v in published], marker="_", s=250, color="black",
                    zorder=3, label="published")
-        for xi, (value, seeds) in enumerate(zip(part[metric], part["seeds"])):
-            if seeds == 0:  # vertical, so that neighbouring labels do not run into each other
+        for xi, (value, seeds, model) in enumerate(zip(part[metric], part["seeds"], part["model"])):
+            if LOSSES.get(model, "").startswith("none"):  # training-free: one deterministic run, no seed
+                ax.annotate("no training", (xi, value), xytext=(0, 2), textcoords="offset points",
+                            ha="center", fontsize=6)
+            elif seeds == 0:  # vertical, so that neighbouring labels do not run into each other
                 ax.annotate("not run yet", (xi, 0), xytext=(0, 3), textcoords="offset points", ha="center",
                             va="bottom", rotation=90, fontsize=7, color="dimgray")
             else:

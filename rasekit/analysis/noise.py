@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 
 from rasekit import settings
+from rasekit.analysis.compare import paired_permutation_test
+from rasekit.evaluate import per_user
 from rasekit.data.noise import RATIOS, Noise
 from rasekit.runs.variants import TestVariant
 
@@ -54,25 +56,43 @@ def trained_on_noise(runs: dict[str, list[dict]]) -> list[dict]:
              "trained on": "noisy data", "record": rec} for model, records in runs.items() for rec in records]
 
 
-def noise_table(results: list[dict], metrics=("HR@10", "NDCG@10")) -> pd.DataFrame:
-    """One row per (dataset, model, data it was trained on, ratio): each metric's mean and spread over
-    seeds, and its drop against the clean inputs in percent (per seed against the same model trained on
-    clean data at ratio 0, then averaged)."""
+def common_seeds(parents: dict[str, list[dict]]) -> tuple[dict[str, list[dict]], list[dict]]:
+    """`parents` restricted, per dataset, to the seeds every model has, so that models are compared on the
+    same seeds (a robustness gap between seed sets would mix the seed spread into it); also the records
+    left out."""
+    have = [{(r["dataset"], r["seed"]) for r in records} for records in parents.values() if records]
+    shared = set.intersection(*have) if have else set()
+    kept = {model: [r for r in records if (r["dataset"], r["seed"]) in shared] for model, records in parents.items()}
+    left_out = [r for records in parents.values() for r in records if (r["dataset"], r["seed"]) not in shared]
+    return kept, left_out
+
+
+def seed_drops(results: list[dict], metrics=("HR@10", "NDCG@10")) -> pd.DataFrame:
+    """One row per result (dataset, model, seed, data it was trained on, ratio): each metric and its drop
+    in percent against the same model and seed trained on clean data, on clean inputs."""
     frame = pd.DataFrame([{"dataset": r["dataset"], "model": r["model"], "seed": r["seed"], "ratio": r["ratio"],
                            "trained on": r.get("trained on", "clean data"),
                            **{m: r["record"]["metrics"][m] for m in metrics}} for r in results])
     reference = (frame["ratio"] == 0.0) & (frame["trained on"] == "clean data")
     clean = frame[reference].set_index(["dataset", "model", "seed"])
+    for m in metrics:
+        base = clean.loc[list(zip(frame["dataset"], frame["model"], frame["seed"])), m].to_numpy()
+        frame[f"{m} drop %"] = 100 * (1 - frame[m].to_numpy() / base)
+    return frame
+
+
+def noise_table(results: list[dict], metrics=("HR@10", "NDCG@10")) -> pd.DataFrame:
+    """One row per (dataset, model, data it was trained on, ratio): each metric's mean and spread over
+    seeds, and its drop against the clean inputs in percent (per seed against the same model trained on
+    clean data at ratio 0, then averaged)."""
     rows = []
-    for (dataset, model, trained, ratio), part in frame.groupby(["dataset", "model", "trained on", "ratio"],
-                                                                 sort=False):
+    for (dataset, model, trained, ratio), part in seed_drops(results, metrics).groupby(
+            ["dataset", "model", "trained on", "ratio"], sort=False):
         row = {"dataset": dataset, "model": model, "trained on": trained, "ratio": ratio, "seeds": len(part)}
         for m in metrics:
-            base = clean.loc[[(dataset, model, s) for s in part["seed"]], m].to_numpy()
-            drops = 100 * (1 - part[m].to_numpy() / base)
             row[m] = part[m].mean()
             row[f"{m} std"] = part[m].std(ddof=1) if len(part) > 1 else 0.0
-            row[f"{m} drop %"] = drops.mean()
+            row[f"{m} drop %"] = part[f"{m} drop %"].mean()
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -99,13 +119,31 @@ def noise_figure(table: pd.DataFrame, metric: str = "NDCG@10", title: str = ""):
     return fig
 
 
-def robustness_gap(table: pd.DataFrame, metric: str = "NDCG@10") -> pd.DataFrame:
-    """Per dataset and ratio: RaSeRec's drop minus each other model's drop (negative = RaSeRec loses less),
-    each trained on clean data and tested on noisy inputs."""
-    table = table[table["trained on"] == "clean data"]
-    wide = table.pivot_table(index=["dataset", "ratio"], columns="model", values=f"{metric} drop %")
-    others = [c for c in wide.columns if not c.startswith("RaSeRec")]
-    raserec = [c for c in wide.columns if c.startswith("RaSeRec")]
-    if not raserec:
-        return pd.DataFrame()
-    return pd.DataFrame({f"RaSeRec - {o} (pp)": wide[raserec[0]] - wide[o] for o in others}).reset_index()
+def robustness_gap(results: list[dict], user_ranks, metric: str = "NDCG@10") -> pd.DataFrame:
+    """Per dataset, ratio above 0 and other model (all trained on clean data), on the seeds both have:
+    RaSeRec's drop minus that model's drop in points of the clean metric (negative = RaSeRec loses less),
+    its mean and spread over seeds, the seeds where RaSeRec lost less, and a paired test over test users.
+
+    The test pairs, per user, the share of each model's clean score that its noisy score keeps (per-user
+    noisy metric over the model's clean mean, averaged over seeds): its mean difference is the gap. One
+    seed has no spread (NaN, not 0)."""
+    clean = [r for r in results if r.get("trained on", "clean data") == "clean data"]
+    found = {(r["dataset"], r["model"], r["seed"], r["ratio"]): r["record"] for r in clean}
+    models = list(dict.fromkeys(r["model"] for r in clean))
+    raserec = next((m for m in models if m.startswith("RaSeRec")), None)
+    rows = []
+    for dataset, ratio, other in ((d, q, o) for d in dict.fromkeys(r["dataset"] for r in clean)
+                                  for q in sorted({r["ratio"] for r in clean if r["ratio"] > 0})
+                                  for o in models if raserec and o != raserec):
+        seeds = sorted({s for (d, m, s, q) in found if d == dataset and q == ratio and m == raserec}
+                       & {s for (d, m, s, q) in found if d == dataset and q == ratio and m == other})
+        if not seeds:
+            continue
+        kept = {m: np.array([per_user(user_ranks(found[dataset, m, s, ratio]), metric)
+                             / found[dataset, m, s, 0.0]["metrics"][metric] for s in seeds])
+                for m in (raserec, other)}  # seeds x users: share of the clean score kept
+        gaps = 100 * (kept[other].mean(axis=1) - kept[raserec].mean(axis=1))  # per seed, = drop_R - drop_O
+        rows.append({"dataset": dataset, "ratio": ratio, "versus": other, "seeds": len(seeds),
+                     "gap (pp)": gaps.mean(), "gap std": gaps.std(ddof=1) if len(gaps) > 1 else np.nan, "seeds RaSeRec lost less": int((gaps < 0).sum()),
+                     "p (paired)": paired_permutation_test(kept[other].mean(axis=0), kept[raserec].mean(axis=0))})
+    return pd.DataFrame(rows)

@@ -90,7 +90,8 @@ def ablation_figure(table: pd.DataFrame, metric: str = "NDCG@5", title: str = ""
     colors = {"All": "#55A868", "length": "#4C72B0", "popularity": "#DD8452", "activity": "#8172B3"}
     ax.bar(x, table[metric], yerr=table[f"{metric} std"], capsize=2,
            color=[colors.get(d, "grey") for d in table["dimension"]])
-    ax.set_xticks(x, [r.replace(" ", "\n", 1) for r in table["removed"]], fontsize=7)
+    ticks = ["All\n(full bank)" if r == "none" else r.replace(" ", "\n", 1) for r in table["removed"]]
+    ax.set_xticks(x, ticks, fontsize=7)
     ax.set(ylabel=f"{metric} without the partition", title=title)
     twin = ax.twinx()
     twin.plot(x, table[f"{metric} drop %"], "o-", color="black", lw=1.2, label="drop vs All")
