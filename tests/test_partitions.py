@@ -65,6 +65,26 @@ def test_the_drop_is_against_all_of_the_same_seed():
     assert table.loc["none", "HR@5 drop %"] == pytest.approx(0.0) and table.loc["short", "memories"] == 60
 
 
+def test_paired_tests_put_each_removal_against_all_and_against_its_control():
+    ranks = {"all": np.array([1] * 50 + [100] * 50), "worse": np.array([1] * 20 + [100] * 80),
+             "same": np.array([1] * 50 + [100] * 50)}
+
+    def rec(name):
+        return {"metrics": {"HR@5": float((ranks[name] <= 5).mean()), "NDCG@5": 0.0}, "bank_size": 10,
+                "name": name}
+    results = [{"dimension": "All", "removed": "none", "seed": 1, "removed_record": rec("all"),
+                "control_record": None},
+               {"dimension": "length", "removed": "long", "seed": 1, "removed_record": rec("worse"),
+                "control_record": rec("same")}]
+    table = partitions.ablation_table(results, ("HR@5",), user_ranks=lambda r: ranks[r["name"]])
+    table = table.set_index("removed")
+    assert table.loc["long", "HR@5 p vs All"] < 0.001 and table.loc["long", "HR@5 p vs control"] < 0.001
+    assert np.isnan(table.loc["none", "HR@5 p vs All"])
+    same = [dict(results[1], removed_record=rec("same"), control_record=rec("same"))]
+    table = partitions.ablation_table(results[:1] + same, ("HR@5",), user_ranks=lambda r: ranks[r["name"]])
+    assert table.set_index("removed").loc["long", "HR@5 p vs All"] == 1.0  # nothing changed: no evidence
+
+
 def test_an_empty_partition_and_a_bad_part_count_are_refused(data, bank):
     with pytest.raises(SettingsError, match="the bank would be empty"):
         bank.subset(np.zeros(len(bank), dtype=bool))

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from rasekit import settings
+from rasekit.analysis.compare import paired_permutation_test, user_metric
 from rasekit.data import SplitData
 from rasekit.runs.variants import TestVariant
 
@@ -54,11 +55,13 @@ def control(kept: int, full: int, seed: int = 0) -> TestVariant:
     return TestVariant(partition={"by": "sample", "fraction": max(kept / full, 1e-6), "seed": seed})
 
 
-def ablation_table(results: list[dict], metrics=("HR@5", "NDCG@5")) -> pd.DataFrame:
+def ablation_table(results: list[dict], metrics=("HR@5", "NDCG@5"), user_ranks=None) -> pd.DataFrame:
     """`results`: one dict per (seed, removal) with dimension, removed, seed, the variant record
     ("removed_record") and its random control ("control_record"). One row per removal: memories kept,
     each metric's mean over seeds and spread, the degradation against "All" in percent, and the same for
-    the control of equal size."""
+    the control of equal size. With `user_ranks` (record -> per-user test ranks), also paired tests over
+    test users (per-user metric averaged over seeds) of each removal against "All" and against its
+    control."""
     frame = pd.DataFrame([{"dimension": r["dimension"], "removed": r["removed"], "seed": r["seed"],
                            "memories": r["removed_record"]["bank_size"],
                            **{m: r["removed_record"]["metrics"][m] for m in metrics},
@@ -76,8 +79,26 @@ def ablation_table(results: list[dict], metrics=("HR@5", "NDCG@5")) -> pd.DataFr
             row[f"{m} drop %"] = 100 * (1 - part[m].mean() / base.mean()) if base.mean() else np.nan
             row[f"{m} control drop %"] = 100 * (1 - part[f"{m} control"].mean() / base.mean()) \
                 if base.mean() else np.nan
+        if user_ranks is not None:
+            row.update(_paired_tests(results, dimension, removed, metrics, user_ranks))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _paired_tests(results, dimension, removed, metrics, user_ranks) -> dict:
+    """p-values of one removal against "All" of the same seeds and against its random control."""
+    mine = [r for r in results if (r["dimension"], r["removed"]) == (dimension, removed)]
+    if dimension == "All":
+        return {f"{m} p {against}": np.nan for m in metrics for against in ("vs All", "vs control")}
+    full = {r["seed"]: r["removed_record"] for r in results if r["dimension"] == "All"}
+    out = {}
+    for m in metrics:
+        removed_u = user_metric([r["removed_record"] for r in mine], m, user_ranks)
+        out[f"{m} p vs All"] = paired_permutation_test(user_metric([full[r["seed"]] for r in mine], m, user_ranks),
+                                                       removed_u)
+        out[f"{m} p vs control"] = paired_permutation_test(
+            user_metric([r["control_record"] for r in mine], m, user_ranks), removed_u)
+    return out
 
 
 def ablation_figure(table: pd.DataFrame, metric: str = "NDCG@5", title: str = ""):
