@@ -131,19 +131,29 @@ def robustness_gap(results: list[dict], user_ranks, metric: str = "NDCG@10") -> 
     found = {(r["dataset"], r["model"], r["seed"], r["ratio"]): r["record"] for r in clean}
     models = list(dict.fromkeys(r["model"] for r in clean))
     raserec = next((m for m in models if m.startswith("RaSeRec")), None)
+    ratios = sorted({r["ratio"] for r in clean if r["ratio"] > 0})
     rows = []
-    for dataset, ratio, other in ((d, q, o) for d in dict.fromkeys(r["dataset"] for r in clean)
-                                  for q in sorted({r["ratio"] for r in clean if r["ratio"] > 0})
-                                  for o in models if raserec and o != raserec):
-        seeds = sorted({s for (d, m, s, q) in found if d == dataset and q == ratio and m == raserec}
-                       & {s for (d, m, s, q) in found if d == dataset and q == ratio and m == other})
-        if not seeds:
-            continue
-        kept = {m: np.array([per_user(user_ranks(found[dataset, m, s, ratio]), metric)
-                             / found[dataset, m, s, 0.0]["metrics"][metric] for s in seeds])
-                for m in (raserec, other)}  # seeds x users: share of the clean score kept
-        gaps = 100 * (kept[other].mean(axis=1) - kept[raserec].mean(axis=1))  # per seed, = drop_R - drop_O
-        rows.append({"dataset": dataset, "ratio": ratio, "versus": other, "seeds": len(seeds),
-                     "gap (pp)": gaps.mean(), "gap std": gaps.std(ddof=1) if len(gaps) > 1 else np.nan, "seeds RaSeRec lost less": int((gaps < 0).sum()),
-                     "p (paired)": paired_permutation_test(kept[other].mean(axis=0), kept[raserec].mean(axis=0))})
+    for dataset in dict.fromkeys(r["dataset"] for r in clean):
+        for ratio in ratios:
+            for other in (m for m in models if raserec and m != raserec):
+                row = _gap(found, dataset, ratio, raserec, other, user_ranks, metric)
+                if row:
+                    rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _gap(found: dict, dataset: str, ratio: float, raserec: str, other: str, user_ranks, metric: str) -> dict:
+    """One row of `robustness_gap` (empty if the two models share no seed)."""
+    def seeds_of(model):
+        return {s for (d, m, s, q) in found if (d, m, q) == (dataset, model, ratio)}
+    seeds = sorted(seeds_of(raserec) & seeds_of(other))
+    if not seeds:
+        return {}
+    kept = {m: np.array([per_user(user_ranks(found[dataset, m, s, ratio]), metric)
+                         / found[dataset, m, s, 0.0]["metrics"][metric] for s in seeds])
+            for m in (raserec, other)}  # seeds x users: the share of the clean score kept
+    gaps = 100 * (kept[other].mean(axis=1) - kept[raserec].mean(axis=1))  # per seed: drop_R - drop_O
+    return {"dataset": dataset, "ratio": ratio, "versus": other, "seeds": len(seeds), "gap (pp)": gaps.mean(),
+            "gap std": gaps.std(ddof=1) if len(gaps) > 1 else np.nan,
+            "seeds RaSeRec lost less": int((gaps < 0).sum()),
+            "p (paired)": paired_permutation_test(kept[other].mean(axis=0), kept[raserec].mean(axis=0))}
