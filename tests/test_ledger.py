@@ -29,6 +29,9 @@ def test_put_get_and_table():
     assert ledger.get("missing") is None
     table = ledger.table()
     assert table.loc[0, ["dataset", "model", "HR@10", "commit"]].tolist() == ["Beauty", "DuoRec", 0.08, "01234567"]
+    assert table["weights_mb"].isna().all()  # a record without stored weights shows none
+    ledger.put({**record(), "weights": {"file": "results/weights/abc.pt", "bytes": 3_500_000, "sha256": "0" * 64}})
+    assert ledger.table().loc[0, "weights_mb"] == 3.5
 
 
 def test_a_quick_run_never_overwrites_a_full_one():

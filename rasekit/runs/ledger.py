@@ -104,14 +104,16 @@ def records(root: Path | None = None) -> list[dict]:
 
 
 def table(metrics=("HR@5", "HR@10", "NDCG@5", "NDCG@10"), root: Path | None = None) -> pd.DataFrame:
-    """One row per run: what, which seed and profile, the test metrics, when and where."""
+    """One row per run: what, which seed and profile, the test metrics, when and where, and the size of
+    its stored trained weights in MB (blank for a run that keeps only its ranks)."""
     rows = [{"key": r["key"], "dataset": r["dataset"], "model": r["model"], "seed": r["seed"],
              "profile": r["profile"], **{m: r["metrics"].get(m) for m in metrics},
              "best_epoch": r.get("best_epoch"), "commit": r["provenance"].get("git_commit", "")[:8],
-             "device": r["provenance"].get("device"), "wall_s": r["provenance"].get("wall_time_s")}
+             "device": r["provenance"].get("device"), "wall_s": r["provenance"].get("wall_time_s"),
+             "weights_mb": r["weights"]["bytes"] / 1e6 if "weights" in r else None}
             for r in records(root)]
     columns = ["key", "dataset", "model", "seed", "profile", *metrics, "best_epoch", "commit", "device",
-               "wall_s"]
+               "wall_s", "weights_mb"]
     return pd.DataFrame(rows, columns=columns).sort_values(["dataset", "model", "profile", "seed"],
                                                           ignore_index=True)
 
