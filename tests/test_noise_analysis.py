@@ -49,3 +49,6 @@ def test_one_seed_has_no_spread_and_models_keep_only_the_seeds_they_share():
     kept, left_out = noise.common_seeds(parents)
     assert [r["seed"] for r in kept["SASRec"]] == [1, 2] and [r["seed"] for r in kept["RaSeRec"]] == [1, 2]
     assert [(r["model"], r["seed"]) for r in left_out] == [("SASRec", 3)]
+    parents["RaSeRec"].append({"dataset": "Sports", "seed": 3, "model": "RaSeRec"})  # no SASRec on Sports
+    kept, left_out = noise.common_seeds(parents)
+    assert [(r["dataset"], r["seed"]) for r in kept["RaSeRec"]] == [("Beauty", 1), ("Beauty", 2), ("Sports", 3)]

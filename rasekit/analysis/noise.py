@@ -57,11 +57,13 @@ def trained_on_noise(runs: dict[str, list[dict]]) -> list[dict]:
 
 
 def common_seeds(parents: dict[str, list[dict]]) -> tuple[dict[str, list[dict]], list[dict]]:
-    """`parents` restricted, per dataset, to the seeds every model has, so that models are compared on the
-    same seeds (a robustness gap between seed sets would mix the seed spread into it); also the records
-    left out."""
-    have = [{(r["dataset"], r["seed"]) for r in records} for records in parents.values() if records]
-    shared = set.intersection(*have) if have else set()
+    """`parents` restricted, per dataset, to the seeds that every model with runs on that dataset has, so
+    that models are compared on the same seeds (a robustness gap between seed sets would mix the seed
+    spread into it); also the records left out. A model with no run on a dataset does not empty it."""
+    shared = set()
+    for dataset in {r["dataset"] for records in parents.values() for r in records}:
+        have = [{r["seed"] for r in records if r["dataset"] == dataset} for records in parents.values()]
+        shared |= {(dataset, seed) for seed in set.intersection(*[h for h in have if h])}
     kept = {model: [r for r in records if (r["dataset"], r["seed"]) in shared] for model, records in parents.items()}
     left_out = [r for records in parents.values() for r in records if (r["dataset"], r["seed"]) not in shared]
     return kept, left_out
