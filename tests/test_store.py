@@ -85,6 +85,10 @@ def test_versus_reference_gives_a_verdict_per_run(tmp_kit, monkeypatch):
     verdicts = table.groupby("seed")["verdict"].first().to_dict()
     assert verdicts == {1: "same numbers", 2: "within seed spread", 3: "off", 4: "no reference run"}
     assert (table.loc[table["metric"] == "HR@10", "paper"] == 0.0834).all()  # DuoRec on Beauty, as reported
+    single = {**record(key="one", hr=0.08), "model": "GRU4Rec"}  # the reference's only GRU4Rec seed
+    ledger.put(single, paths.reference_dir())
+    judged = compare.versus_reference([{**single, "metrics": {**single["metrics"], "HR@10": 0.0801}}])
+    assert judged["verdict"].iloc[0] == "differs (one reference seed), by up to 0.0001"
     monkeypatch.setenv("RASEKIT_OUTPUT", str(tmp_kit["reference"]))
     assert compare.versus_reference(mine) is None  # rebuilding the reference: nothing to compare
 

@@ -201,10 +201,13 @@ def _published(dataset: str, model: str) -> dict:
 
 def verdict(differences: list[float], spreads: list[float | None]) -> str:
     """'same numbers', 'within seed spread' (every difference within two standard deviations of the
-    reference's seeds), or 'off' (also where the reference has a single seed, so no spread to judge)."""
+    reference's seeds), 'off' (beyond that), or, where the reference has a single seed and so no spread,
+    'differs (one reference seed)' with the largest difference, for the reader to judge."""
     if all(abs(d) <= 1e-12 for d in differences):
         return "same numbers"
-    if all(s is not None and abs(d) <= 2 * s for d, s in zip(differences, spreads)):
+    if any(s is None for s in spreads):
+        return f"differs (one reference seed), by up to {max(abs(d) for d in differences):.4f}"
+    if all(abs(d) <= 2 * s for d, s in zip(differences, spreads)):
         return "within seed spread"
     return "off"
 
