@@ -16,6 +16,8 @@ LOSSES = {"Popularity": "none (training counts)", "ItemTransition": "none (train
           "CL4SRec": "CE + InfoNCE (augmentations)", "DuoRec": "CE + InfoNCE (same target)",
           "RaSeRec": "stage 2 on DuoRec: CE"}
 
+TRAINING_FREE = ("Popularity", "ItemTransition")  # one deterministic run each, no seed, no training
+
 # The baseline table of the same group's follow-up repository (RAMRec, assets/performance_results.png;
 # reference section 7.1): its SASRec column was trained with BPR and one negative. Two cells there repeat
 # the HR@5 value and look like typos; they are left out (None).
@@ -118,7 +120,7 @@ def comparison_figure(table: pd.DataFrame, metric: str = "NDCG@10"):
     for ax, name in zip(axes[0], names):
         part = table[table["dataset"] == name].reset_index(drop=True)
         x = np.arange(len(part))
-        colors = ["tab:red" if m == "RaSeRec" else "tab:blue" if m not in ("Popularity", "ItemTransition")
+        colors = ["tab:red" if m == "RaSeRec" else "tab:blue" if m not in TRAINING_FREE
                   else "tab:gray" for m in part["model"]]
         ax.bar(x, part[metric].fillna(0), yerr=part[f"{metric} std"].fillna(0), color=colors, capsize=2)
         index = FOLLOW_UP_METRICS.index(metric) if metric in FOLLOW_UP_METRICS else None
@@ -127,7 +129,7 @@ def comparison_figure(table: pd.DataFrame, metric: str = "NDCG@10"):
         ax.scatter(x, [np.nan if v is None else v for v in published], marker="_", s=250, color="black",
                    zorder=3, label="published")
         for xi, (value, seeds, model) in enumerate(zip(part[metric], part["seeds"], part["model"])):
-            if LOSSES.get(model, "").startswith("none"):  # training-free: one deterministic run, no seed
+            if model in TRAINING_FREE:
                 ax.annotate("no training", (xi, value), xytext=(0, 2), textcoords="offset points",
                             ha="center", fontsize=6)
             elif seeds == 0:  # vertical, so that neighbouring labels do not run into each other

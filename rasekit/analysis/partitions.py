@@ -68,6 +68,7 @@ def ablation_table(results: list[dict], metrics=("HR@5", "NDCG@5"), user_ranks=N
                            **{f"{m} control": (r["control_record"] or r["removed_record"])["metrics"][m]
                               for m in metrics}} for r in results])
     all_rows = frame[frame["dimension"] == "All"].set_index("seed")
+    ranks_of = _read_once(user_ranks) if user_ranks is not None else None
     rows = []
     for (dimension, removed), part in frame.groupby(["dimension", "removed"], sort=False):
         row = {"dimension": dimension, "removed": removed, "seeds": len(part),
@@ -79,10 +80,21 @@ def ablation_table(results: list[dict], metrics=("HR@5", "NDCG@5"), user_ranks=N
             row[f"{m} drop %"] = 100 * (1 - part[m].mean() / base.mean()) if base.mean() else np.nan
             row[f"{m} control drop %"] = 100 * (1 - part[f"{m} control"].mean() / base.mean()) \
                 if base.mean() else np.nan
-        if user_ranks is not None:
-            row.update(_paired_tests(results, dimension, removed, metrics, user_ranks))
+        if ranks_of is not None:
+            row.update(_paired_tests(results, dimension, removed, metrics, ranks_of))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _read_once(user_ranks):
+    """`user_ranks` reading each record's ranks once: the "All" runs are tested against every removal."""
+    loaded: dict[int, np.ndarray] = {}
+
+    def ranks(record):
+        if id(record) not in loaded:
+            loaded[id(record)] = user_ranks(record)
+        return loaded[id(record)]
+    return ranks
 
 
 def _paired_tests(results, dimension, removed, metrics, user_ranks) -> dict:
