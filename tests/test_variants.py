@@ -1,7 +1,9 @@
 """Test-time variants of a trained stage-2 run: evaluated without training, cached as their own records
 that name the parent; the variant that changes nothing gives exactly the parent's test ranks."""
+import faiss
 import numpy as np
 import pytest
+import torch
 
 from rasekit.runs import experiments, ledger, paths, profiles, store, variants
 from rasekit import settings
@@ -37,6 +39,18 @@ def test_a_variant_is_cached_and_needs_no_checkpoint_of_this_machine(parent):
                              log=lambda *_: None)
     assert half["bank_size"] < smaller["bank_size"]
     assert {r["stage"] for r in ledger.records()} == {"pretrain", "finetune", "variant"}
+
+
+def test_a_variant_computes_on_the_threads_it_may_take_and_gives_the_caller_its_own_back(parent):
+    before = torch.get_num_threads(), faiss.omp_get_max_threads()
+    torch.set_num_threads(2)  # a notebook's default on 2 cores; RASEKIT_THREADS=1 (the fixture) must win
+    try:
+        rec = variants.evaluate(parent, variants.TestVariant(k=3), log=lambda *_: None)
+        assert rec["provenance"]["device"].endswith(", 1 threads")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before[0])
+        faiss.omp_set_num_threads(before[1])
 
 
 def test_impossible_variants_are_refused(parent):

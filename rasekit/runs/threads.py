@@ -16,6 +16,7 @@ from __future__ import annotations
 import fcntl
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from rasekit.runs import paths
@@ -113,3 +114,22 @@ def choose(n_cores: int | None = None) -> int:
         count = n_cores if load is None and not claimed else max(1, min(n_cores, n_cores - busy))
         (claims_dir() / f"{os.getpid()}.claim").write_text(str(count))
     return count
+
+
+@contextmanager
+def limited():
+    """Torch's and faiss's threads set to `choose()` for an evaluation (a test-time variant) and restored
+    after: an evaluation beside a training run must not take the core that run computes on."""
+    import faiss
+    import torch
+
+    count = choose()
+    before = torch.get_num_threads(), faiss.omp_get_max_threads()
+    torch.set_num_threads(count)
+    faiss.omp_set_num_threads(count)
+    try:
+        yield count
+    finally:
+        torch.set_num_threads(before[0])
+        faiss.omp_set_num_threads(before[1])
+        release()

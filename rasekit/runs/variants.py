@@ -20,6 +20,7 @@ from rasekit.data.noise import Noise, noisy_data
 from rasekit.settings import SettingsError
 from rasekit.runs.keys import run_key
 from rasekit.runs.provenance import git_commit, record as provenance
+from rasekit.runs import threads
 from rasekit.stages.pretraining import PretrainTask
 from rasekit.stages.loop import CheckpointError, check_shapes, evaluate_part, load_checkpoint
 
@@ -87,18 +88,20 @@ def evaluate(parent: dict, variant: TestVariant, device=None, log=print) -> dict
     if variant.noise is not None:
         data = noisy_data(data, variant.noise)
     start, commit = time.perf_counter(), git_commit()
-    task = _stage2_task(parent, variant, data, device) if stage == "finetune" else \
-        PretrainTask(experiments.load_pretrained(parent, device), None, data, device)
-    ranks = evaluate_part(task, "test", chunk=1024)
-    name = parent["model"] + " @test " + ", ".join(f"{k}={_short(v)}" for k, v in sorted(variant.changes().items()))
-    log(f"evaluated {name} in {time.perf_counter() - start:.1f} s")
+    with threads.limited() as count:  # the cores other runs leave free, as a training run takes them
+        task = _stage2_task(parent, variant, data, device) if stage == "finetune" else \
+            PretrainTask(experiments.load_pretrained(parent, device), None, data, device)
+        ranks = evaluate_part(task, "test", chunk=1024)
+        name = parent["model"] + " @test " + ", ".join(f"{k}={_short(v)}" for k, v in sorted(variant.changes().items()))
+        log(f"evaluated {name} in {time.perf_counter() - start:.1f} s ({count} thread{'s' if count > 1 else ''})")
+        prov = provenance([sources.of_config(parent["config"])], device=device, commit=commit,
+                                 wall_time_s=time.perf_counter() - start)
     paths.ranks_dir().mkdir(parents=True, exist_ok=True)
     np.savez_compressed(paths.ranks_dir() / f"{key}.npz", test=ranks.astype(np.int32))
     rec = {"key": key, "stage": "variant", "dataset": parent["dataset"], "model": name, "seed": parent["seed"],
            "profile": parent["profile"], "parent": parent["key"], "config": config, "metrics": metrics(ranks),
            **({"bank_size": len(task.bank)} if stage == "finetune" else {}),
-           "provenance": provenance([sources.of_config(parent["config"])], device=device, commit=commit,
-                                    wall_time_s=time.perf_counter() - start)}
+           "provenance": prov}
     ledger.put(rec)
     return rec
 
