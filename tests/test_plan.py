@@ -1,6 +1,7 @@
 """The run plan: the notebooks' runs as a graph with the ledger's status, executed by local workers or
 Ray in dependency order; a second execution finds everything done."""
 import os
+import shutil
 
 import pytest
 
@@ -102,6 +103,26 @@ def test_notebooks_that_load_trained_models_know_when_none_is_loadable(tmp_path,
     assert runner._has_inputs("01_main_results", "default", {})  # tables from ranks need no weights
     full = plan.loadable_runs("full", "05_noise_robustness", {"datasets": ["Beauty"], "seeds": [1]})
     assert full, "the reference stores the weights of Beauty seed 1's full runs"
+
+
+def test_a_notebook_that_loads_models_plans_to_train_again_the_runs_whose_weights_are_gone(
+        tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RASEKIT_OUTPUT", str(tmp_path / "out"))
+    monkeypatch.setenv("RASEKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("RASEKIT_THREADS", "1")
+    assert main(["plan", "--profile", "smoke", "01_main_results", "--run"]) == 0
+    shutil.rmtree(paths.runs_dir())  # smoke runs keep no weights: with the checkpoints gone, none is here
+    assert all(s.done for s in plan.build("smoke", ["01_main_results"]).values())  # its tables need ranks
+    steps = plan.build("smoke", ["04_memory_partitions"])
+    assert [(s.run.stage, s.done, s.weights_missing) for s in steps.values()] == [
+        ("pretrain", False, True), ("finetune", False, True)]
+    capsys.readouterr()
+    assert main(["plan", "--profile", "smoke", "04_memory_partitions", "--run"]) == 0
+    out = capsys.readouterr().out
+    assert "2 to run" in out and out.count("in the ledger without its trained weights") == 2
+    stage2 = [key for key, step in steps.items() if step.run.stage == "finetune"]
+    assert plan.loadable_runs("smoke", "04_memory_partitions") == stage2
+    assert all(s.done for s in plan.build("smoke", ["04_memory_partitions"]).values())
 
 
 def test_a_killed_plan_leaves_no_worker_training_on(tmp_path):

@@ -258,6 +258,8 @@ class Step:
     needs: list[str] = field(default_factory=list)   # keys of the steps it waits for
     estimate_s: float | None = None         # CPU seconds (seconds x threads) it is expected to take
     in_reference: bool = False              # the committed reference holds it (a user's ledger may not)
+    weights_missing: bool = False           # recorded, but a notebook loads it again and its weights are
+                                            # not here: trained again with its recorded settings
 
 
 def build(profile: str, notebooks=None, parameters: dict | None = None) -> dict[str, Step]:
@@ -267,18 +269,23 @@ def build(profile: str, notebooks=None, parameters: dict | None = None) -> dict[
     unknown = [n for n in names if n not in NOTEBOOK_RUNS]
     if unknown:
         raise ValueError(f"no run list for notebook(s) {unknown}; notebooks that train: {list(NOTEBOOK_RUNS)}")
-    runs = []
+    runs, loaded = [], set()
     for name in names:
         runs_of = NOTEBOOK_RUNS[name]
         accepted = inspect.signature(runs_of).parameters  # a notebook's other parameters (reuse_only, ...)
         wanted = {k: v for k, v in (parameters or {}).items() if k in accepted and k != "profile"}
-        runs += runs_of(profile, **wanted)
-    return steps_of(runs)
+        runs_here = runs_of(profile, **wanted)
+        runs += runs_here
+        if name in NEEDS_WEIGHTS:
+            stage = NEEDS_WEIGHTS[name]
+            loaded |= {r.key for r in runs_here if stage is None or r.stage == stage}
+    return steps_of(runs, loaded)
 
 
-def steps_of(runs: list[Run]) -> dict[str, Step]:
+def steps_of(runs: list[Run], loaded: set[str] = frozenset()) -> dict[str, Step]:
     """The steps of `runs` and of the stage-1 runs they build on, each once, in dependency order, with what
-    the ledger holds and an estimate of the rest."""
+    the ledger holds and an estimate of the rest. A run in `loaded` (keys), and the stage-1 run under it,
+    counts as done only if its trained model is loadable here."""
     steps: dict[str, Step] = {}
 
     def add(run: Run) -> str:
@@ -290,6 +297,12 @@ def steps_of(runs: list[Run]) -> dict[str, Step]:
 
     for run in runs:
         add(run)
+    for key in loaded:
+        step = steps[key]
+        if step.done and not _loadable(ledger.get(key)):
+            for k in [key] + step.needs:  # a stage-2 run is loadable only with its backbone's weights
+                if k == key or not experiments.has_weights(ledger.get(k)):
+                    steps[k].done, steps[k].weights_missing = False, True
     records = ledger.records()
     reference = [] if paths.is_reference() else ledger.records(paths.reference_dir())
     in_reference = {r["key"] for r in reference}
@@ -395,6 +408,7 @@ def describe(steps: dict[str, Step], profile: str) -> str:
 
     def line(step: Step, indent: str) -> str:
         status = "done" if step.done else f"todo, {_hours(step.estimate_s)}" + (
+            "; in the ledger without its trained weights" if step.weights_missing else
             "; the reference has it" if step.in_reference else "")
         return f"{indent}{step.key}  {step.run.label()}  [{status}]"
     for step in steps.values():
@@ -414,13 +428,15 @@ def threads_per_worker(workers: int, cores: int | None = None) -> int:
     return max(1, (cores or choose_threads()) // workers)
 
 
-def _execute(run: dict, threads: int, *_needs) -> str:
-    """Run one step in a worker (`_needs`: results of the steps it waits for, so Ray orders them)."""
+def _execute(run: dict, threads: int, need_weights: bool, *_needs) -> str:
+    """Run one step in a worker (`need_weights`: train it again if its trained model is not here;
+    `_needs`: results of the steps it waits for, so Ray orders them)."""
     import torch
     torch.set_num_threads(threads)
     os.environ["OMP_NUM_THREADS"] = os.environ["RASEKIT_THREADS"] = str(threads)  # fit() reads these
     spec = Run(**{**run, **{k: tuple(tuple(p) for p in run[k]) for k in ("train", "noise")}})
-    record = spec.execute(log=lambda message: print(f"[{spec.label()}] {message}", flush=True))
+    record = spec.execute(log=lambda message: print(f"[{spec.label()}] {message}", flush=True),
+                          need_weights=need_weights)
     return record["key"]
 
 
@@ -458,7 +474,8 @@ def run_local(steps: dict[str, Step], workers: int, log=print) -> list[str]:
             for key in ready:
                 step = todo.pop(key)
                 log(f"start {step.run.label()} ({key})")
-                running[pool.submit(_execute, asdict(step.run), threads)] = (key, time.perf_counter())
+                future = pool.submit(_execute, asdict(step.run), threads, step.weights_missing)
+                running[future] = (key, time.perf_counter())
             if not running:
                 break
             done, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -499,7 +516,8 @@ def run_ray(steps: dict[str, Step], address: str | None, cpus_per_run: int = 1, 
     refs: dict[str, object] = {}
     for key, step in steps.items():  # dependency order: a stage-1 step comes before its stage-2 steps
         if not step.done:
-            refs[key] = remote.remote(asdict(step.run), cpus_per_run, *[refs[n] for n in step.needs if n in refs])
+            needs = [refs[n] for n in step.needs if n in refs]
+            refs[key] = remote.remote(asdict(step.run), cpus_per_run, step.weights_missing, *needs)
     log(f"submitted {len(refs)} runs to Ray ({cpus_per_run} CPUs each)")
     failures = []
     for key, ref in refs.items():
