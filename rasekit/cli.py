@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from rasekit.runs import ledger, profiles
+from rasekit.runs import ledger, profiles, threads
 
 
 def _stats(args) -> None:
@@ -62,7 +62,8 @@ def _baseline(args) -> None:
 def _batch(args) -> None:
     from rasekit.runs.runner import run_batch
     parameters = dict(_parameters(args.parameter))
-    run_batch(args.profile, notebooks=args.notebooks or None, parameters=parameters, reference=args.reference)
+    run_batch(args.profile, notebooks=args.notebooks or None, parameters=parameters, reference=args.reference,
+              workers=args.workers)
 
 
 def _promote(args) -> None:
@@ -172,6 +173,9 @@ def parser() -> argparse.ArgumentParser:
                    help="notebook parameter, VALUE as JSON (e.g. -p seeds '[1, 2]')")
     p.add_argument("--reference", action="store_true",
                    help="train nothing: rebuild the committed tables and figures from the reference runs")
+    p.add_argument("--workers", type=int, default=threads.cores(),
+                   help="training runs side by side before the notebooks (default: the cores; 0: each "
+                        "notebook trains its own runs, one at a time)")
     p.set_defaults(func=_batch)
 
     p = sub.add_parser("promote", help="copy your finished runs (record, ranks, weights) into the reference")

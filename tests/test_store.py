@@ -5,6 +5,7 @@ import shutil
 import pytest
 import torch
 
+from rasekit import settings
 from rasekit.analysis import compare
 from rasekit.runs import experiments, ledger, paths, runner, store
 from rasekit.stages.loop import CheckpointError
@@ -105,6 +106,33 @@ def test_batch_reference_trains_nothing_and_writes_into_the_reference(tmp_kit, m
     assert seen[0][1]["reuse_only"] is True and "reuse_only" not in seen[1][1]  # 00 declares no such parameter
     assert all(output == tmp_kit["reference"] for *_, output in seen)
     assert paths.output_dir() == tmp_kit["output"]  # restored afterwards
+
+
+def test_batch_trains_the_notebooks_runs_side_by_side_first_and_stops_before_them_on_a_failure(
+        tmp_kit, data_dir, monkeypatch):
+    from rasekit.runs import plan
+    monkeypatch.setenv("RASEKIT_DATA_DIR", str(data_dir))  # the runs' keys name their data
+    calls, failing = [], []
+
+    def run_local(steps, workers, log=print):
+        calls.append(("plan", workers, sorted(step.run.model for step in steps.values())))
+        return [key for key in steps if steps[key].run.model in failing]
+    monkeypatch.setattr(plan, "run_local", run_local)
+    monkeypatch.setattr("papermill.execute_notebook", lambda source, *_, **__: calls.append(source.split("/")[-1]))
+    out = tmp_kit["output"] / "x"
+    runner.run_batch("smoke", ["00_datasets", "01_main_results"], out_root=out, workers=2)
+    assert calls == [("plan", 2, ["DuoRec", "RaSeRec(DuoRec)"]), "00_datasets.ipynb", "01_main_results.ipynb"]
+    calls.clear()
+    failing.append("DuoRec")
+    with pytest.raises(RuntimeError, match=r"1 training run\(s\) of the batch failed or were skipped: DuoRec on "
+                                           r"Beauty, seed 1 \(smoke\)\. No notebook was executed"):
+        runner.run_batch("smoke", ["00_datasets", "01_main_results"], out_root=out, workers=2)
+    assert len(calls) == 1 and len(list(out.iterdir())) == 1  # no notebook, no second run folder
+    calls.clear()
+    runner.run_batch("smoke", ["01_main_results"], out_root=out / "reference", workers=2, reference=True)
+    assert calls == ["01_main_results.ipynb"]  # the reference trains nothing
+    with pytest.raises(settings.SettingsError, match="workers=-1 is not allowed"):
+        runner.run_batch("smoke", ["01_main_results"], out_root=out, workers=-1)
 
 
 def test_the_best_checkpoint_of_a_run_trained_again_is_not_its_records_model(tmp_path, monkeypatch):

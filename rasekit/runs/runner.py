@@ -8,6 +8,7 @@ import os
 import time
 from pathlib import Path
 
+from rasekit import settings
 from rasekit.runs import paths, profiles
 from rasekit.runs.provenance import git_commit, versions
 
@@ -26,15 +27,19 @@ def notebook_paths(names=None) -> list[Path]:
 
 
 def run_batch(profile: str = "default", notebooks=None, out_root: Path | None = None,
-              parameters: dict | None = None, reference: bool = False) -> Path:
+              parameters: dict | None = None, reference: bool = False, workers: int | None = None) -> Path:
     """Execute the notebooks (all, or those named) with `profile` and any extra notebook parameters
     (e.g. {"seeds": [1, 2]}); returns the folder of the executed copies. Runs land in the user's own
-    store and every table sets them beside the reference. With `reference`, nothing is trained: the
-    committed tables and figures are rebuilt from the reference's runs alone."""
+    store and every table sets them beside the reference. With `workers`, the notebooks' training runs
+    are first trained by the plan, that many side by side (a notebook trains one run at a time); a failed
+    run stops the batch before any notebook. With `reference`, nothing is trained: the committed tables
+    and figures are rebuilt from the reference's runs alone."""
     import papermill
 
     prof = profiles.get(profile)
     sources = notebook_paths(notebooks)  # an unknown name is refused before the run folder exists
+    if workers is not None:
+        settings.integer("workers", workers, 0)
     if reference:  # the kernels inherit the environment: point their output at the reference
         saved = os.environ.get("RASEKIT_OUTPUT")
         os.environ["RASEKIT_OUTPUT"] = str(paths.reference_dir())
@@ -43,6 +48,8 @@ def run_batch(profile: str = "default", notebooks=None, out_root: Path | None = 
                              {**(parameters or {}), "reuse_only": True})
         finally:
             os.environ.pop("RASEKIT_OUTPUT") if saved is None else os.environ.update(RASEKIT_OUTPUT=saved)
+    if workers and not (parameters or {}).get("reuse_only"):
+        train_first(prof.name, [s.stem for s in sources], parameters or {}, workers)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = (out_root or paths.executed_dir()) / f"{stamp}-{prof.name}"
     out.mkdir(parents=True, exist_ok=False)
@@ -65,6 +72,22 @@ def run_batch(profile: str = "default", notebooks=None, out_root: Path | None = 
     print(f"[batch] executed notebooks in {out}; figures in {paths.figures_dir(prof.name)}; "
           f"tables in {paths.tables_dir(prof.name)}")
     return out
+
+
+def train_first(profile: str, notebooks: list[str], parameters: dict, workers: int) -> None:
+    """Train the runs the notebooks need, `workers` side by side: two one-thread runs on two cores make
+    more epochs per hour than one two-thread run (README, *Threads and workers*)."""
+    from rasekit.runs import plan
+    steps = plan.build(profile, [n for n in notebooks if n in plan.NOTEBOOK_RUNS], parameters)
+    for line in plan.describe(steps, profile).splitlines():
+        if not line.startswith(" "):  # the counts and the estimate; the graph is `python -m rasekit plan`'s
+            print(f"[batch] {line}", flush=True)
+    failures = plan.run_local(steps, workers, log=lambda message: print(f"[batch] {message}", flush=True))
+    if failures:
+        labels = "; ".join(steps[key].run.label() for key in failures)
+        raise RuntimeError(f"{len(failures)} training run(s) of the batch failed or were skipped: {labels}. "
+                           f"No notebook was executed; the finished runs are kept, so the batch started "
+                           f"again trains only these (their errors are above)")
 
 
 def _has_inputs(notebook: str, profile: str, parameters: dict) -> bool:
