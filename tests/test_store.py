@@ -129,6 +129,9 @@ def test_batch_trains_the_notebooks_runs_side_by_side_first_and_stops_before_the
         runner.run_batch("smoke", ["00_datasets", "01_main_results"], out_root=out, workers=2)
     assert len(calls) == 1 and len(list(out.iterdir())) == 1  # no notebook, no second run folder
     calls.clear()
+    runner.run_batch("smoke", ["00_datasets"], out_root=out / "statistics", workers=2)
+    assert calls == ["00_datasets.ipynb"]  # a notebook that trains nothing plans nothing
+    calls.clear()
     runner.run_batch("smoke", ["01_main_results"], out_root=out / "reference", workers=2, reference=True)
     assert calls == ["01_main_results.ipynb"]  # the reference trains nothing
     with pytest.raises(settings.SettingsError, match="workers=-1 is not allowed"):

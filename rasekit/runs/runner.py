@@ -78,7 +78,10 @@ def train_first(profile: str, notebooks: list[str], parameters: dict, workers: i
     """Train the runs the notebooks need, `workers` side by side: two one-thread runs on two cores make
     more epochs per hour than one two-thread run (README, *Threads and workers*)."""
     from rasekit.runs import plan
-    steps = plan.build(profile, [n for n in notebooks if n in plan.NOTEBOOK_RUNS], parameters)
+    training = [n for n in notebooks if n in plan.NOTEBOOK_RUNS]
+    if not training:  # (an empty list would mean every notebook to `plan.build`)
+        return
+    steps = plan.build(profile, training, parameters)
     for line in plan.describe(steps, profile).splitlines():
         if not line.startswith(" "):  # the counts and the estimate; the graph is `python -m rasekit plan`'s
             print(f"[batch] {line}", flush=True)
