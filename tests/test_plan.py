@@ -5,6 +5,7 @@ import shutil
 
 import pytest
 
+from rasekit import settings
 from rasekit.runs import ledger, paths, plan
 from rasekit.cli import main
 
@@ -63,6 +64,10 @@ def test_unknown_notebooks_and_bad_runs_are_refused():
         plan.build("smoke", ["00_datasets"])
     with pytest.raises(ValueError, match="backbone='bert' is not allowed"):
         plan.Run("finetune", "Beauty", 1, "smoke", backbone="bert")
+    with pytest.raises(settings.SettingsError, match="workers=0 is not allowed"):
+        plan.run_local({}, 0)
+    with pytest.raises(settings.SettingsError, match="gpus_per_run=2 is not allowed"):
+        plan.run_ray({}, None, gpus_per_run=2)
 
 
 SMOKE = ["01_main_results", "02_pretraining", "-p", "models", '[["sasrec", "ce"]]']

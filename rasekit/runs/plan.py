@@ -455,6 +455,7 @@ def _exit_with_parent() -> None:
 def run_local(steps: dict[str, Step], workers: int, log=print) -> list[str]:
     """Execute the steps not in the ledger with `workers` processes, each as soon as what it needs is done.
     A failed step is reported and the steps that need it are skipped; returns the failures."""
+    settings.integer("workers", workers, 1)
     threads = threads_per_worker(workers)
     todo = {k: s for k, s in steps.items() if not s.done}
     finished = {k for k, s in steps.items() if s.done}
@@ -497,6 +498,10 @@ def run_ray(steps: dict[str, Step], address: str | None, cpus_per_run: int = 1, 
     """Execute the steps not in the ledger as Ray tasks, each asking for `cpus_per_run` CPUs (and a
     `gpus_per_run` share of a GPU); a task waits for the tasks of the runs it needs. The ledger and the
     checkpoints must be on storage every worker shares: RASEKIT_OUTPUT and RASEKIT_CACHE are passed on."""
+    settings.integer("cpus_per_run", cpus_per_run, 1)
+    if not 0 <= gpus_per_run <= 1:
+        raise settings.SettingsError(f"gpus_per_run={gpus_per_run!r} is not allowed: expected a share of one "
+                                     f"GPU, 0 to 1")
     try:
         import ray
     except ImportError:
