@@ -70,6 +70,25 @@ def test_unknown_notebooks_and_bad_runs_are_refused():
         plan.run_ray({}, None, gpus_per_run=2)
 
 
+def test_a_step_leads_the_longest_chain_it_starts():
+    run = plan.Run("pretrain", "Beauty", 1, "smoke")
+    steps = {"a": plan.Step(run, "a", False, [], 600.0), "b": plan.Step(run, "b", False, ["a"], 60.0),
+             "c": plan.Step(run, "c", False, [], 300.0), "d": plan.Step(run, "d", True, [], 900.0),
+             "e": plan.Step(run, "e", False, ["d"], None)}
+    assert plan.downstream_s(steps) == {"a": 660.0, "b": 60.0, "c": 300.0, "d": 0.0, "e": 0.0}
+
+
+def test_one_worker_starts_a_run_only_when_the_last_one_is_done(tmp_path, monkeypatch, capsys):
+    """'start' means the run trains now: with the runs queued in the pool, both were logged at once."""
+    monkeypatch.setenv("RASEKIT_OUTPUT", str(tmp_path / "out"))
+    monkeypatch.setenv("RASEKIT_CACHE", str(tmp_path / "cache"))
+    two = ["02_pretraining", "-p", "models", '[["sasrec", "ce"], ["gru4rec", "ce"]]']
+    assert main(["plan", "--profile", "smoke", *two, "--run", "--workers", "1"]) == 0
+    events = [line.split()[0] for line in capsys.readouterr().out.splitlines()
+              if line.startswith(("start ", "done "))]
+    assert events == ["start", "done", "start", "done"]
+
+
 SMOKE = ["01_main_results", "02_pretraining", "-p", "models", '[["sasrec", "ce"]]']
 
 

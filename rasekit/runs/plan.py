@@ -359,6 +359,24 @@ def longest_chain_s(steps: dict[str, Step]) -> float:
     return max((chain(k) for k in steps), default=0.0)
 
 
+def downstream_s(steps: dict[str, Step]) -> dict[str, float]:
+    """Per step, the CPU seconds of the longest chain it starts: its own estimate and the longest one of
+    the steps that wait for it (unknown estimates count as 0)."""
+    waiting: dict[str, list[str]] = {k: [] for k in steps}
+    for key, step in steps.items():
+        for need in step.needs:
+            waiting[need].append(key)
+    memo: dict[str, float] = {}
+
+    def chain(key: str) -> float:
+        if key not in memo:
+            step = steps[key]
+            own = 0.0 if step.done else (step.estimate_s or 0.0)
+            memo[key] = own + max((chain(k) for k in waiting[key]), default=0.0)
+        return memo[key]
+    return {k: chain(k) for k in steps}
+
+
 def cost(steps: dict[str, Step], cores: int = 2) -> str:
     """What a plan costs in CPU time: its finished runs as recorded, the estimate of the rest, and the
     wall time on `cores` cores with one run per core."""
@@ -464,6 +482,7 @@ def run_local(steps: dict[str, Step], workers: int, log=print) -> list[str]:
         log("nothing to run: every run of the plan is in the ledger")
         return failures
     log(f"running {len(todo)} runs with {workers} workers x {threads} threads")
+    downstream = downstream_s(steps)
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_exit_with_parent) as pool:
         running = {}
         while todo or running:
@@ -472,7 +491,8 @@ def run_local(steps: dict[str, Step], workers: int, log=print) -> list[str]:
                 failures.append(key)
                 log(f"skipped {todo.pop(key).run.label()}: a run it needs failed")
             ready = [k for k, s in todo.items() if all(n in finished for n in s.needs)]
-            for key in ready:
+            ready.sort(key=lambda k: -downstream[k])  # the longest chain first: it bounds the wall time
+            for key in ready[:workers - len(running)]:  # the pool's queue would hide which runs train
                 step = todo.pop(key)
                 log(f"start {step.run.label()} ({key})")
                 future = pool.submit(_execute, asdict(step.run), threads, step.weights_missing)
