@@ -120,11 +120,12 @@ def test_a_local_ray_completes_the_smoke_chain(tmp_path, monkeypatch, capsys):
 
 def test_notebooks_that_load_trained_models_know_when_none_is_loadable(tmp_path, monkeypatch):
     from rasekit.runs import runner
-    monkeypatch.setenv("RASEKIT_OUTPUT", str(paths.REPO_ROOT))  # the reference: default runs, no weights
+    monkeypatch.setenv("RASEKIT_OUTPUT", str(tmp_path / "empty"))  # a store without runs
     monkeypatch.setenv("RASEKIT_CACHE", str(tmp_path / "cache"))  # and no checkpoints of this machine
     assert plan.loadable_runs("default", "05_noise_robustness") == []
     assert not runner._has_inputs("04_memory_partitions", "default", {})
     assert runner._has_inputs("01_main_results", "default", {})  # tables from ranks need no weights
+    monkeypatch.setenv("RASEKIT_OUTPUT", str(paths.REPO_ROOT))  # the reference
     full = plan.loadable_runs("full", "05_noise_robustness", {"datasets": ["Beauty"], "seeds": [1]})
     assert full, "the reference stores the weights of Beauty seed 1's full runs"
 
