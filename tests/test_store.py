@@ -76,6 +76,25 @@ def test_promote_copies_finished_runs_into_the_reference(kept):
         store.promote(["nope"])
 
 
+def test_a_promotion_checks_every_run_first_and_keeps_the_larger_profiles_records(kept):
+    rec = experiments.pretrain("Beauty", "sasrec", "ce", seed=1, profile=kept, log=lambda *_: None)
+    reference = paths.reference_dir()
+    held = {**record(key="same-everywhere"), "profile": "full"}  # e.g. a training-free baseline
+    ledger.put(held, reference)
+    ledger.put({**held, "profile": kept})
+    (paths.ranks_dir() / "same-everywhere.npz").write_bytes(b"")
+    broken = {**record(key="no-weights"), "profile": kept,
+              "weights": {"file": "results/weights/no-weights.pt", "sha256": "0" * 64, "bytes": 1}}
+    ledger.put(broken)
+    with pytest.raises(FileNotFoundError, match="weights of run no-weights are missing"):
+        store.promote()
+    assert ledger.get(rec["key"], reference) is None  # nothing was copied
+    messages = []
+    assert store.promote([rec["key"], "same-everywhere"], log=messages.append) == [rec["key"]]
+    assert ledger.get("same-everywhere", reference) == held
+    assert "kept the reference's full record of run same-everywhere" in messages[0]
+
+
 def test_versus_reference_gives_a_verdict_per_run(tmp_kit, monkeypatch):
     monkeypatch.setenv("RASEKIT_REFERENCE", str(tmp_kit["reference"]))
     for seed, hr in [(1, 0.080), (2, 0.082), (3, 0.084)]:

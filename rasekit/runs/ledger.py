@@ -61,6 +61,12 @@ def _locked(folder: Path):
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def outranks(old: dict | None, new: dict) -> bool:
+    """Whether a held record comes from a larger profile than a new one of the same key (which may then
+    not replace it)."""
+    return old is not None and PROFILE_ORDER.index(old["profile"]) > PROFILE_ORDER.index(new["profile"])
+
+
 def put(record: dict, root: Path | None = None) -> Path:
     """Write a record atomically into the ledger under `root` (default: the user's own). Refuses to
     replace a record of a larger profile."""
@@ -72,7 +78,7 @@ def put(record: dict, root: Path | None = None) -> Path:
         for stale in path.parent.glob(".*.tmp"):  # left by a killed writer: no writer is active now
             stale.unlink(missing_ok=True)
         old = get(record["key"], root)
-        if old is not None and PROFILE_ORDER.index(old["profile"]) > PROFILE_ORDER.index(record["profile"]):
+        if outranks(old, record):
             raise LedgerError(f"run {record['key']} already holds a {old['profile']} result; "
                               f"a {record['profile']} run may not overwrite it")
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

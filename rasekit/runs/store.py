@@ -44,10 +44,12 @@ def weights_path(record: dict, root: Path | None = None) -> Path | None:
     return path
 
 
-def promote(keys=None, profile: str | None = None) -> list[str]:
+def promote(keys=None, profile: str | None = None, log=print) -> list[str]:
     """Copy the user's finished runs (all, those of `profile`, or `keys`) into the reference: record,
-    ranks and weights, the weights verified first. A larger profile's reference record is never replaced.
-    Returns the keys promoted."""
+    ranks and weights. Everything is checked before anything is copied, so a run whose files are missing
+    or whose weights do not match stops the promotion with the reference unchanged. A run the reference
+    holds from a larger profile is left as it is (a training-free baseline computes the same thing in
+    every profile), and said so. Returns the keys promoted."""
     own, reference = paths.output_dir(), paths.reference_dir()
     if own == reference:
         raise ValueError("the output root is the reference itself: nothing to promote")
@@ -56,15 +58,30 @@ def promote(keys=None, profile: str | None = None) -> list[str]:
     missing = sorted(set(keys or ()) - {r["key"] for r in chosen})
     if missing:
         raise ValueError(f"not among your finished runs ({paths.ledger_dir(own)}): {missing}")
+    copies = []
     for record in chosen:
-        files = [paths.ranks_dir(own) / f"{record['key']}.npz"]
-        if record.get("weights"):
-            if weights_path(record, own) is None:
-                raise FileNotFoundError(f"weights of run {record['key']} are missing: {own / record['weights']['file']}")
-            files.append(own / record["weights"]["file"])
+        held = ledger.get(record["key"], reference)
+        if ledger.outranks(held, record):
+            log(f"kept the reference's {held['profile']} record of run {record['key']} ({record['model']}); "
+                f"your {record['profile']} run does not replace it")
+            continue
+        copies.append((record, _files_of(record, own)))
+    for record, files in copies:
         for source in files:
             target = reference / source.relative_to(own)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, target)
         ledger.put(record, reference)  # last: the record appears once its files are in place
-    return [r["key"] for r in chosen]
+    return [record["key"] for record, _ in copies]
+
+
+def _files_of(record: dict, root: Path) -> list[Path]:
+    """A finished run's files under `root` (ranks, and weights if it keeps them), verified."""
+    files = [paths.ranks_dir(root) / f"{record['key']}.npz"]
+    if record.get("weights"):
+        if weights_path(record, root) is None:
+            raise FileNotFoundError(f"weights of run {record['key']} are missing: {root / record['weights']['file']}")
+        files.append(root / record["weights"]["file"])
+    if not files[0].exists():
+        raise FileNotFoundError(f"ranks of run {record['key']} are missing: {files[0]}")
+    return files
