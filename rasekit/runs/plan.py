@@ -348,15 +348,7 @@ def estimate(run: Run, records: list[dict]) -> float | None:
 
 def longest_chain_s(steps: dict[str, Step]) -> float:
     """CPU seconds of the longest dependency chain still to run: the least time the plan can take."""
-    memo: dict[str, float] = {}
-
-    def chain(key: str) -> float:
-        if key not in memo:
-            step = steps[key]
-            own = 0.0 if step.done else (step.estimate_s or 0.0)
-            memo[key] = own + max((chain(k) for k in step.needs), default=0.0)
-        return memo[key]
-    return max((chain(k) for k in steps), default=0.0)
+    return max(downstream_s(steps).values(), default=0.0)
 
 
 def downstream_s(steps: dict[str, Step]) -> dict[str, float]:
