@@ -68,6 +68,7 @@ def test_a_killed_run_resumes_and_ends_with_the_same_metrics(tmp_path):
     resumed = run(tmp_path, "killed")
     assert resumed["history"] == whole["history"]
     assert resumed["metrics"] == whole["metrics"]
+    assert (whole["resumed_after"], resumed["resumed_after"]) == ([], [2])  # the record says it resumed
 
 
 def test_early_stopping_waits_patience_plus_one_epochs(tmp_path):

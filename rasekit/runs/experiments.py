@@ -173,9 +173,16 @@ def _finish(key, config, name, prof, result, device, wall, commit, task, meta) -
            "best_epoch": result["best_epoch"], "epochs_run": result["epochs_run"],
            "history": result["history"], **({"weights": kept} if kept else {}),
            "provenance": provenance([sources.of_config(config)], device=device, wall_time_s=wall, commit=commit,
-                                    train_seconds=round(result["train_seconds"], 1))}
+                                    train_seconds=round(result["train_seconds"], 1), **_resumed(result))}
     ledger.put(rec)
     return rec
+
+
+def _resumed(result: dict) -> dict:
+    """A resumed run says after which epochs it resumed: its commit and wall time are the last process's,
+    its train_seconds the sum over all of them."""
+    after = result.get("resumed_after")
+    return {"resumed_after_epochs": after} if after else {}
 
 
 PARTITIONS = {"length": ("lower", "upper", "invert"), "popularity": ("lower", "upper", "invert"),

@@ -81,6 +81,8 @@ def _runs(keys: list[str]) -> dict[str, dict]:
         rec = ledger.get(key)
         if rec is not None:
             prov = rec["provenance"]
-            out[key] = {"model": rec["model"], "seed": rec["seed"], "profile": rec["profile"],
-                        **{k: prov.get(k) for k in ("git_commit", "device", "train_seconds", "finished_at")}}
+            facts = {k: prov.get(k) for k in ("git_commit", "device", "train_seconds", "finished_at")}
+            if "resumed_after_epochs" in prov:  # then its commit and device are those of the last process
+                facts["resumed_after_epochs"] = prov["resumed_after_epochs"]
+            out[key] = {"model": rec["model"], "seed": rec["seed"], "profile": rec["profile"], **facts}
     return out

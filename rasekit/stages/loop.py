@@ -223,7 +223,8 @@ def fit(task: Task, config: TrainConfig, run_dir: Path, meta: dict, seed: int, l
     errors call this run (e.g. "DuoRec (stage 1) on Beauty, seed 1"). Threads: see `rasekit.runs.threads`.
     A non-finite loss or score stops the run with a DivergedError before that epoch is checkpointed, so
     neither "best" nor "last" ever holds a diverged model and no result is returned.
-    Returns best epoch, epochs run, the history, and validation/test metrics and per-instance ranks."""
+    Returns best epoch, epochs run, the history, the epochs after which it resumed, and validation/test
+    metrics and per-instance ranks."""
     run_dir = Path(run_dir)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -234,6 +235,7 @@ def fit(task: Task, config: TrainConfig, run_dir: Path, meta: dict, seed: int, l
     last, best = run_dir / "last.pt", run_dir / "best.pt"
     if last.exists():
         state = _resume(last, meta, task, optimizer, rng, config)
+        state["resumed_after"] = [*state.get("resumed_after", []), state["epoch"]]  # named in the record
         log(f"{name}: resuming after epoch {state['epoch']} from {last}")
     # the run's thread count: the user's, else the one it started with, else the cores free now
     threads = threads_fixed_by_user() or state.get("threads") or choose_threads()
@@ -275,5 +277,5 @@ def fit(task: Task, config: TrainConfig, run_dir: Path, meta: dict, seed: int, l
         raise DivergedError(f"{name}, best epoch {state['best_epoch']}: {err}") from None
     return {"best_epoch": state["best_epoch"], "epochs_run": state["epoch"] + 1,
             "history": state["history"], "train_seconds": state["train_seconds"],
-            "valid_metrics": metrics(valid_ranks), "metrics": metrics(test_ranks),
+            "resumed_after": state.get("resumed_after", []), "valid_metrics": metrics(valid_ranks), "metrics": metrics(test_ranks),
             "valid_ranks": valid_ranks, "test_ranks": test_ranks, "config": asdict(config)}
