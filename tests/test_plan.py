@@ -35,8 +35,11 @@ def test_a_fresh_users_plan_learns_its_estimates_from_the_reference(tmp_path, mo
     assert all(s.in_reference or rerun_pending(s) for s in steps.values())
     reference = {r["key"]: r for r in ledger.records(paths.REPO_ROOT)}
     duorec = next(s for s in steps.values() if s.run.model == "DuoRec" and s.run.dataset == "Beauty")
-    recorded = sorted(plan._cpu_seconds(r) for r in reference.values()
-                      if r["model"] == "DuoRec" and r["dataset"] == "Beauty" and r["profile"] == "full")
+    alike = [r for r in reference.values()
+             if r["model"] == "DuoRec" and r["dataset"] == "Beauty" and r["profile"] == "full"]
+    here = plan.processor(plan.device_name())
+    mine = [r for r in alike if plan.processor(r["provenance"]["device"]) == here]
+    recorded = sorted(plan._cpu_seconds(r) for r in mine or alike)
     assert duorec.estimate_s == recorded[len(recorded) // 2]  # the median of the reference's own runs
     assert main(["plan", "--profile", "full", "01_main_results"]) == 0
     assert "the reference has it" in capsys.readouterr().out
@@ -50,6 +53,19 @@ def test_estimates_come_from_similar_recorded_runs():
     sports = plan.Run("pretrain", "Sports", 4, "full")
     assert 6000.0 < plan.estimate(sports, [done]) < 12000.0  # scaled by the size of the data
     assert plan.estimate(duorec, [{**done, "profile": "smoke"}]) is None
+
+
+def test_estimates_prefer_runs_recorded_on_this_machines_processor():
+    def done(seconds, device):
+        return {"model": "DuoRec", "dataset": "Beauty", "profile": "full", "stage": "pretrain",
+                "provenance": {"train_seconds": seconds, "device": device}}
+    records = [done(8000.0, "cpu: AMD EPYC, 1 threads"), done(9000.0, "cpu: AMD EPYC, 1 threads"),
+               done(4000.0, "cpu: Intel Xeon, 1 threads")]
+    duorec = plan.Run("pretrain", "Beauty", 4, "full")
+    assert plan.processor("cpu: Intel Xeon, 2 threads") == "cpu: Intel Xeon"
+    assert plan.estimate(duorec, records, here="cpu: Intel Xeon") == 4000.0
+    assert plan.estimate(duorec, records, here="cpu: AMD EPYC") == 9000.0  # median of the two
+    assert plan.estimate(duorec, records, here="NVIDIA H200") == 8000.0  # none here: all of them
 
 
 def test_workers_share_the_cores():

@@ -20,6 +20,7 @@ from rasekit import settings
 from rasekit.data import registry, sources
 from rasekit.data.noise import RATIOS, training_noise
 from rasekit.runs.keys import run_key
+from rasekit.runs.provenance import device_name
 from rasekit.runs.threads import choose as choose_threads
 from rasekit.runs.threads import release as release_threads
 
@@ -307,9 +308,10 @@ def steps_of(runs: list[Run], loaded: set[str] = frozenset()) -> dict[str, Step]
     reference = [] if paths.is_reference() else ledger.records(paths.reference_dir())
     in_reference = {r["key"] for r in reference}
     records += [r for r in reference if r["key"] not in {o["key"] for o in records}]  # times to learn from
+    here = processor(device_name())
     for step in steps.values():
         step.in_reference = step.key in in_reference
-        step.estimate_s = None if step.done else estimate(step.run, records)
+        step.estimate_s = None if step.done else estimate(step.run, records, here)
     return steps
 
 
@@ -322,11 +324,18 @@ def _cpu_seconds(record: dict) -> float | None:
     return seconds * (int(threads.group(1)) if threads else 1)
 
 
-def estimate(run: Run, records: list[dict]) -> float | None:
+def processor(device: str) -> str:
+    """A recorded device without its thread count: 'cpu: Intel Xeon, 2 threads' -> 'cpu: Intel Xeon'."""
+    return re.sub(r", \d+ threads?$", "", device)
+
+
+def estimate(run: Run, records: list[dict], here: str | None = None) -> float | None:
     """CPU seconds of a run, from the recorded runs most like it (the user's and the reference's): the same
     model, dataset and profile;
     else the same model and profile on another dataset, scaled by the size of the data; else the same
-    stage and profile, scaled likewise. None when nothing alike was ever recorded."""
+    stage and profile, scaled likewise. None when nothing alike was ever recorded. Among the alike, those
+    recorded on the processor `here` (this machine's, see `processor`) are used if any: the same run
+    takes twice as long on one of the project's CPUs as on another."""
     source = sources.resolve(run.dataset)
     size = source.size()
 
@@ -340,9 +349,11 @@ def estimate(run: Run, records: list[dict]) -> float | None:
              lambda r: base_model(r) == run.model,
              lambda r: r.get("stage") == run.stage]
     for alike in tiers:
-        values = [v for r in records if r["profile"] == run.profile and alike(r) for v in [scaled(r)] if v]
-        if values:
-            return sorted(values)[len(values) // 2]  # the median
+        found = [(r, v) for r in records if r["profile"] == run.profile and alike(r) for v in [scaled(r)] if v]
+        if found:
+            mine = [v for r, v in found if processor(r["provenance"].get("device") or "") == here]
+            values = sorted(mine or [v for _, v in found])
+            return values[len(values) // 2]  # the median
     return None
 
 
