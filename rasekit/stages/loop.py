@@ -277,5 +277,6 @@ def fit(task: Task, config: TrainConfig, run_dir: Path, meta: dict, seed: int, l
         raise DivergedError(f"{name}, best epoch {state['best_epoch']}: {err}") from None
     return {"best_epoch": state["best_epoch"], "epochs_run": state["epoch"] + 1,
             "history": state["history"], "train_seconds": state["train_seconds"],
-            "resumed_after": state.get("resumed_after", []), "valid_metrics": metrics(valid_ranks), "metrics": metrics(test_ranks),
+            "resumed_after": state.get("resumed_after", []),
+            "valid_metrics": metrics(valid_ranks), "metrics": metrics(test_ranks),
             "valid_ranks": valid_ranks, "test_ranks": test_ranks, "config": asdict(config)}
