@@ -20,7 +20,7 @@ from rasekit import settings
 from rasekit.data import registry, sources
 from rasekit.data.noise import RATIOS, training_noise
 from rasekit.runs.keys import run_key
-from rasekit.runs.provenance import device_name
+from rasekit.runs.provenance import device_name, processor
 from rasekit.runs.threads import choose as choose_threads
 from rasekit.runs.threads import release as release_threads
 
@@ -324,17 +324,12 @@ def _cpu_seconds(record: dict) -> float | None:
     return seconds * (int(threads.group(1)) if threads else 1)
 
 
-def processor(device: str) -> str:
-    """A recorded device without its thread count: 'cpu: Intel Xeon, 2 threads' -> 'cpu: Intel Xeon'."""
-    return re.sub(r", \d+ threads?$", "", device)
-
-
 def estimate(run: Run, records: list[dict], here: str | None = None) -> float | None:
     """CPU seconds of a run, from the recorded runs most like it (the user's and the reference's): the same
     model, dataset and profile;
     else the same model and profile on another dataset, scaled by the size of the data; else the same
     stage and profile, scaled likewise. None when nothing alike was ever recorded. Among the alike, those
-    recorded on the processor `here` (this machine's, see `processor`) are used if any: the same run
+    recorded on the processor `here` (this machine's, see `provenance.processor`) are used if any: the same run
     takes twice as long on one of the project's CPUs as on another."""
     source = sources.resolve(run.dataset)
     size = source.size()

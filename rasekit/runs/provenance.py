@@ -5,6 +5,7 @@ import datetime as dt
 import hashlib
 import json
 import platform
+import re
 import subprocess
 from importlib import metadata
 
@@ -48,6 +49,12 @@ def device_name(device: torch.device | str | None = None) -> str:
     except (OSError, StopIteration):
         pass
     return f"cpu: {cpu}, {torch.get_num_threads()} threads"
+
+
+def processor(device: str) -> str:
+    """A device as `device_name` writes it, without its thread count: 'cpu: Intel Xeon, 2 threads' ->
+    'cpu: Intel Xeon' (a GPU's name is kept as it is)."""
+    return re.sub(r", \d+ threads?$", "", device)
 
 
 def versions() -> dict[str, str]:
