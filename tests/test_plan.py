@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from rasekit import settings
-from rasekit.runs import ledger, paths, plan
+from rasekit.runs import experiments, ledger, paths, plan
 from rasekit.cli import main
 
 
@@ -138,12 +138,14 @@ def test_notebooks_that_load_trained_models_know_when_none_is_loadable(tmp_path,
     from rasekit.runs import runner
     monkeypatch.setenv("RASEKIT_OUTPUT", str(tmp_path / "empty"))  # a store without runs
     monkeypatch.setenv("RASEKIT_CACHE", str(tmp_path / "cache"))  # and no checkpoints of this machine
-    assert plan.loadable_runs("default", "05_noise_robustness") == []
+    assert plan.reusable_runs("default", "05_noise_robustness") == []
     assert not runner._has_inputs("04_memory_partitions", "default", {})
     assert runner._has_inputs("01_main_results", "default", {})  # tables from ranks need no weights
     monkeypatch.setenv("RASEKIT_OUTPUT", str(paths.REPO_ROOT))  # the reference
-    full = plan.loadable_runs("full", "05_noise_robustness", {"datasets": ["Beauty"], "seeds": [1]})
+    full = plan.reusable_runs("full", "05_noise_robustness", {"datasets": ["Beauty"], "seeds": [1]})
     assert full, "the reference stores the weights of Beauty seed 1's full runs"
+    default = plan.reusable_runs("default", "04_memory_partitions")  # no weights, its variants recorded
+    assert default and not any(experiments.loadable(ledger.get(key)) for key in default)
 
 
 def test_a_notebook_that_loads_models_plans_to_train_again_the_runs_whose_weights_are_gone(
@@ -162,7 +164,7 @@ def test_a_notebook_that_loads_models_plans_to_train_again_the_runs_whose_weight
     out = capsys.readouterr().out
     assert "2 to run" in out and out.count("in the ledger without its trained weights") == 2
     stage2 = [key for key, step in steps.items() if step.run.stage == "finetune"]
-    assert plan.loadable_runs("smoke", "04_memory_partitions") == stage2
+    assert plan.reusable_runs("smoke", "04_memory_partitions") == stage2
     assert all(s.done for s in plan.build("smoke", ["04_memory_partitions"]).values())
 
 

@@ -18,6 +18,7 @@ from .test_ledger import record
 def kept(tiny, monkeypatch, tmp_path):  # noqa: F811
     """The tiny profile, with weights kept as for the default and full profiles, and its own reference."""
     monkeypatch.setattr(store, "KEEP_WEIGHTS", (tiny,))
+    monkeypatch.setattr(store, "REFERENCE_WEIGHTS", (tiny,))
     monkeypatch.setenv("RASEKIT_REFERENCE", str(tmp_path / "reference"))
     return tiny
 
@@ -74,6 +75,18 @@ def test_promote_copies_finished_runs_into_the_reference(kept):
     assert (paths.ranks_dir(reference) / f"{rec['key']}.npz").exists()
     with pytest.raises(ValueError, match="not among your finished runs"):
         store.promote(["nope"])
+
+
+def test_the_reference_keeps_weights_of_its_weight_profiles_only(kept, monkeypatch):
+    rec = experiments.pretrain("Beauty", "sasrec", "ce", seed=1, profile=kept, log=lambda *_: None)
+    monkeypatch.setattr(store, "REFERENCE_WEIGHTS", ("full",))  # as for a default run
+    assert store.promote() == [rec["key"]]
+    reference = paths.reference_dir()
+    held = ledger.get(rec["key"], reference)
+    assert held == {k: v for k, v in rec.items() if k != "weights"}  # names no file that is not there
+    assert not paths.weights_dir(reference).exists()
+    assert (paths.ranks_dir(reference) / f"{rec['key']}.npz").exists()
+    assert store.weights_path(rec) is not None  # the user's own copy stays
 
 
 def test_a_promotion_checks_every_run_first_and_keeps_the_larger_profiles_records(kept):

@@ -109,3 +109,30 @@ def test_runs_trained_on_noise_are_runs_of_their_own_on_noisy_data_in_both_stage
     assert table.loc[("noisy data", 0.5), "NDCG@10 drop %"] == pytest.approx(drop)
     with pytest.raises(settings.SettingsError, match="noise ratio=-1 is not allowed"):
         experiments.finetune("Beauty", "sasrec", seed=1, profile=profile, noise={"ratio": -1})
+
+
+def test_without_its_weights_a_run_serves_its_recorded_variants_and_refuses_the_others_before_any_work(
+        parent, monkeypatch, capsys):
+    import shutil
+    from rasekit.analysis import noise, partitions
+    quiet = lambda *_: None  # noqa: E731
+    backbone = ledger.get(parent["config"]["backbone_key"])
+    wanted = noise.noisy_tests([0.5])  # ratio 0 (the clean inputs) and 0.5
+    recorded = [variants.evaluate(parent, v, log=quiet) for v in wanted]
+    data = experiments.load_data(parent["dataset"], profiles.get(parent["profile"]))
+    shutil.rmtree(paths.runs_dir())  # no checkpoint of this machine ...
+    shutil.rmtree(paths.weights_dir())  # ... and no stored weights: a reference without them
+    assert not experiments.loadable(parent) and not experiments.loadable(backbone)
+    assert variants.available(parent, wanted)
+    assert not variants.available(parent, wanted + [variants.TestVariant(k=5)])
+    assert [variants.evaluate(parent, v, log=quiet) for v in wanted] == recorded
+    monkeypatch.setattr(experiments, "load_data", lambda *_, **__: pytest.fail("read the data"))
+    with pytest.raises(variants.MissingWeights, match=r"\{'k': 5\} of RaSeRec\(SASRec\) .* not in the ledger"):
+        variants.evaluate(parent, variants.TestVariant(k=5))
+    # what notebooks 05 and 04 keep: the runs whose variants they evaluate are all recorded
+    messages = []
+    assert noise.evaluable([parent, backbone], [0.5], log=messages.append) == [parent]
+    assert len(messages) == 1 and f"({backbone['key']})" in messages[0]
+    assert partitions.run_ablation(parent, data, 2, log=quiet) == []  # its removals are not recorded
+    assert "left out: the test-time variant (no change) of RaSeRec" in capsys.readouterr().out
+    assert not any(r["stage"] == "variant" and "partition" in r["config"]["variant"] for r in ledger.records())

@@ -41,12 +41,32 @@ def run_noise(parents: dict[str, list[dict]], ratios=RATIOS, mode: str = "replac
     results = []
     for model, records in parents.items():
         for parent in records:
-            for ratio in ratios:
-                noise = Noise(ratio, mode, noise_seed, bank)
-                rec = variants.evaluate(parent, TestVariant(noise=noise), log=log)
+            for variant in noisy_tests(ratios, mode, bank, noise_seed):
+                rec = variants.evaluate(parent, variant, log=log)
                 results.append({"model": model, "dataset": parent["dataset"], "seed": parent["seed"],
-                                "ratio": ratio, "trained on": "clean data", "record": rec})
+                                "ratio": variant.noise.ratio, "trained on": "clean data", "record": rec})
     return results
+
+
+def noisy_tests(ratios=RATIOS, mode: str = "replace", bank: str = "clean",
+                noise_seed: int = 0) -> list[TestVariant]:
+    """The test-time variants `run_noise` evaluates of each run, the clean inputs first."""
+    return [TestVariant(noise=Noise(ratio, mode, noise_seed, bank)) for ratio in check_ratios(ratios)]
+
+
+def evaluable(records: list[dict], ratios=RATIOS, mode: str = "replace", bank: str = "clean",
+              noise_seed: int = 0, log=print) -> list[dict]:
+    """The runs of `records` whose noisy tests can be had here: all recorded, or the trained model here
+    to evaluate them; the others are listed and left out (before `common_seeds`, so seeds still match)."""
+    from rasekit.runs import variants
+
+    wanted = noisy_tests(ratios, mode, bank, noise_seed)
+    kept = [rec for rec in records if variants.available(rec, wanted)]
+    for rec in records:
+        if rec not in kept:
+            log(f"left out (its trained weights are not here and not every noisy test of it is recorded): "
+                f"{rec['model']} on {rec['dataset']}, seed {rec['seed']} ({rec['key']})")
+    return kept
 
 
 def trained_on_noise(runs: dict[str, list[dict]]) -> list[dict]:

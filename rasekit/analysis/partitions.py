@@ -138,7 +138,18 @@ def ablation_figure(table: pd.DataFrame, metric: str = "NDCG@5", title: str = ""
 
 def run_ablation(parent: dict, data: SplitData, n_parts: int = 3, log=print) -> list[dict]:
     """Every removal of `removals` and its random control, as test-time variants of the stage-2 run
-    `parent` (each cached in the ledger: a second call only reads them back)."""
+    `parent` (each cached in the ledger: a second call only reads them back). Without the run's trained
+    weights here, all of them must be recorded; else the run is listed and left out (no results)."""
+    from rasekit.runs import variants
+
+    try:
+        return _removals_and_controls(parent, data, n_parts, log)
+    except variants.MissingWeights as err:
+        print(f"left out: {err}")
+        return []
+
+
+def _removals_and_controls(parent: dict, data: SplitData, n_parts: int, log) -> list[dict]:
     from rasekit.runs import variants
 
     results, full = [], None

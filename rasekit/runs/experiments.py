@@ -342,6 +342,12 @@ def has_weights(record: dict) -> bool:
     return trained_weights(record) is not None
 
 
+def loadable(record: dict) -> bool:
+    """Whether a run's trained model can be loaded here: its weights, and a stage-2 run's backbone's."""
+    base = ledger.get(record["config"]["backbone_key"]) if record["stage"] == "finetune" else None
+    return has_weights(record) and (base is None or has_weights(base))
+
+
 def load_pretrained(record: dict, device=None, checkpoint: str = "best.pt"):
     """The encoder of a stage-1 ledger record, in eval mode: its trained weights (`trained_weights`), or
     with checkpoint="last.pt" this machine's last checkpoint; the run, dataset and shapes checked."""

@@ -89,15 +89,9 @@ class Run:
                                           **common)
         else:
             record = experiments.finetune(self.dataset, self.backbone, self.seed, self.profile, **common)
-        if record is not None and need_weights and not _loadable(record):  # only with reuse_only
+        if record is not None and need_weights and not experiments.loadable(record):  # only with reuse_only
             return None
         return record
-
-
-def _loadable(record: dict) -> bool:
-    """Whether a run's trained model can be loaded here: its weights, and a stage-2 run's backbone's."""
-    base = ledger.get(record["config"]["backbone_key"]) if record["stage"] == "finetune" else None
-    return experiments.has_weights(record) and (base is None or experiments.has_weights(base))
 
 
 # ---- what each notebook needs -------------------------------------------------------------------------
@@ -241,12 +235,15 @@ NOTEBOOK_RUNS = {"01_main_results": main_results_all, "02_pretraining": pretrain
 NEEDS_WEIGHTS = {"04_memory_partitions": "finetune", "05_noise_robustness": None}
 
 
-def loadable_runs(profile: str, notebook: str, parameters: dict | None = None) -> list[str]:
-    """Keys of the notebook's runs that are in the ledger with their trained models loadable here (of the
-    stage it needs, if one)."""
+def reusable_runs(profile: str, notebook: str, parameters: dict | None = None) -> list[str]:
+    """Keys of the notebook's runs (of the stage it needs, if one) in the ledger that it can use without
+    training: their trained models loadable here, or test-time variants of them recorded (the notebook
+    then checks that all it evaluates are; `variants.available`)."""
     stage = NEEDS_WEIGHTS.get(notebook)
-    return [key for key, step in build(profile, [notebook], parameters).items()
-            if step.done and (stage is None or step.run.stage == stage) and _loadable(ledger.get(key))]
+    parents = {r.get("parent") for r in ledger.records() if r.get("stage") == "variant"}
+    return [key for key, step in build(profile, [notebook], parameters).items()  # (done: with weights)
+            if (stage is None or step.run.stage == stage) and (record := ledger.get(key)) is not None
+            and (key in parents or experiments.loadable(record))]
 
 
 # ---- the plan ------------------------------------------------------------------------------------------
@@ -300,7 +297,7 @@ def steps_of(runs: list[Run], loaded: set[str] = frozenset()) -> dict[str, Step]
         add(run)
     for key in loaded:
         step = steps[key]
-        if step.done and not _loadable(ledger.get(key)):
+        if step.done and not experiments.loadable(ledger.get(key)):
             for k in [key] + step.needs:  # a stage-2 run is loadable only with its backbone's weights
                 if k == key or not experiments.has_weights(ledger.get(k)):
                     steps[k].done, steps[k].weights_missing = False, True

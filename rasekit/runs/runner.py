@@ -59,7 +59,8 @@ def run_batch(profile: str = "default", notebooks=None, out_root: Path | None = 
     for source in sources:
         if parameters.get("reuse_only") and not _has_inputs(source.stem, prof.name, parameters):
             print(f"[batch] {source.name} skipped: none of its runs of profile {prof.name} has trained weights "
-                  f"here to load (it evaluates trained models again)", flush=True)
+                  f"here to load, nor recorded test-time variants (it evaluates trained models again)",
+                  flush=True)
             manifest["notebooks"].append({"name": source.name, "skipped": "no loadable trained weights"})
             continue
         print(f"[batch] {source.name} (profile {prof.name})", flush=True)
@@ -94,11 +95,12 @@ def train_first(profile: str, notebooks: list[str], parameters: dict, workers: i
 
 
 def _has_inputs(notebook: str, profile: str, parameters: dict) -> bool:
-    """Whether a notebook that loads trained models (plan.NEEDS_WEIGHTS) has any to load; others always do."""
+    """Whether a notebook that loads trained models (plan.NEEDS_WEIGHTS) has any run to use without
+    training (`plan.reusable_runs`); others always do."""
     from rasekit.runs import plan
     if notebook not in plan.NEEDS_WEIGHTS:
         return True
-    return bool(plan.loadable_runs(profile, notebook, parameters))
+    return bool(plan.reusable_runs(profile, notebook, parameters))
 
 
 def _accepted(source: Path, parameters: dict) -> dict:

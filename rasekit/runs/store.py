@@ -18,6 +18,9 @@ from rasekit.data.registry import sha256_of
 from rasekit.stages.loop import CheckpointError, save_atomic
 
 KEEP_WEIGHTS = ("default", "full")  # profiles whose models notebooks load again (smoke runs are CI's)
+# Profiles whose weights the committed reference keeps: a default run retrains in minutes, and its
+# test-time variants are recorded, so a rebuild of the reference needs no weights of it (README).
+REFERENCE_WEIGHTS = ("full",)
 
 
 def export_weights(key: str, meta: dict, state: dict, root: Path | None = None) -> dict:
@@ -49,7 +52,9 @@ def promote(keys=None, profile: str | None = None, log=print) -> list[str]:
     ranks and weights. Everything is checked before anything is copied, so a run whose files are missing
     or whose weights do not match stops the promotion with the reference unchanged. A run the reference
     holds from a larger profile is left as it is (a training-free baseline computes the same thing in
-    every profile), and said so. Returns the keys promoted."""
+    every profile), and said so. Weights go only with runs of REFERENCE_WEIGHTS; the record of another
+    run goes without its "weights" entry, so that no record names a file that is not there. Returns the
+    keys promoted."""
     own, reference = paths.output_dir(), paths.reference_dir()
     if own == reference:
         raise ValueError("the output root is the reference itself: nothing to promote")
@@ -65,7 +70,11 @@ def promote(keys=None, profile: str | None = None, log=print) -> list[str]:
             log(f"kept the reference's {held['profile']} record of run {record['key']} ({record['model']}); "
                 f"your {record['profile']} run does not replace it")
             continue
-        copies.append((record, _files_of(record, own)))
+        files = _files_of(record, own)
+        if record["profile"] not in REFERENCE_WEIGHTS and record.get("weights"):
+            files = [f for f in files if f != own / record["weights"]["file"]]
+            record = {k: v for k, v in record.items() if k != "weights"}
+        copies.append((record, files))
     for record, files in copies:
         for source in files:
             target = reference / source.relative_to(own)

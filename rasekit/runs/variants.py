@@ -56,33 +56,55 @@ class TestVariant:
         return {k: v for k, v in self.changes().items() if k != "noise"}
 
 
+class MissingWeights(FileNotFoundError):
+    """A variant the ledger does not hold needs its parent's trained model, which is not here."""
+
+
 def _load_module(task, parent: dict) -> None:
     """The parent's trained RAM into `task.model` (stored weights, else this machine's checkpoint)."""
     path = experiments.trained_weights(parent)
-    if path is None:
-        raise FileNotFoundError(f"no trained weights of {parent['model']} ({parent['key']}) here, stored or "
-                                f"from a finished run of this machine; rerun it with experiments.finetune "
-                                f"(need_checkpoint=True) to evaluate variants of it")
     state = load_checkpoint(path, {"key": parent["key"], "dataset": parent["dataset"]})
     check_shapes(path, state["model"], task.model)
     task.model.load_state_dict(state["model"])
 
 
+def _key(parent: dict, variant: TestVariant) -> tuple[dict, str]:
+    config = {"stage": "variant", "schema": SCHEMA, "parent": parent["key"], "variant": variant.changes()}
+    return config, run_key(config)
+
+
+def recorded(parent: dict, variant: TestVariant) -> dict | None:
+    """The ledger record of `variant` of `parent`, if the ledger holds it (nothing is evaluated)."""
+    return ledger.get(_key(parent, variant)[1])
+
+
+def available(parent: dict, wanted: list[TestVariant]) -> bool:
+    """Whether the variants `wanted` of `parent` can be had here: all recorded, or its trained model
+    loadable to evaluate the others. A run whose variants are all recorded needs no weights."""
+    return all(recorded(parent, v) for v in wanted) or experiments.loadable(parent)
+
+
 def evaluate(parent: dict, variant: TestVariant, device=None, log=print) -> dict:
     """The ledger record of `variant` of the trained run `parent` (its ledger record): reused if the
-    ledger holds it, else evaluated now."""
+    ledger holds it, else evaluated now (MissingWeights, before any data is read, if the trained model
+    is not here to evaluate it)."""
     stage = parent.get("stage")
     if stage not in ("pretrain", "finetune"):
         raise ValueError(f"run {parent['key']} is a {stage} run; variants are of trained runs")
     if stage == "pretrain" and variant.retrieval_changes():
         raise SettingsError(f"{sorted(variant.retrieval_changes())} change retrieval, which the stage-1 "
                             f"run {parent['model']} ({parent['key']}) does not have; only noise applies")
-    config = {"stage": "variant", "schema": SCHEMA, "parent": parent["key"], "variant": variant.changes()}
-    key = run_key(config)
+    config, key = _key(parent, variant)
     cached = ledger.get(key)
     if cached:
         log(f"reusing {cached['model']} ({key})")
         return cached
+    if not experiments.loadable(parent):
+        raise MissingWeights(f"the test-time variant {variant.changes() or '(no change)'} of {parent['model']} on "
+                             f"{parent['dataset']}, seed {parent['seed']} ({parent['key']}) is not in the "
+                             f"ledger, and the run's trained weights (or its backbone's) are not here to "
+                             f"evaluate it: train the run again (Run.execute(need_weights=True), or "
+                             f"`python -m rasekit plan ... --run`)")
     device = device or experiments.default_device()
     data = experiments.load_data(parent["config"], profiles.get(parent["profile"]))
     if variant.noise is not None:
