@@ -241,7 +241,8 @@ def reusable_runs(profile: str, notebook: str, parameters: dict | None = None) -
     then checks that all it evaluates are; `variants.available`)."""
     stage = NEEDS_WEIGHTS.get(notebook)
     parents = {r.get("parent") for r in ledger.records() if r.get("stage") == "variant"}
-    return [key for key, step in build(profile, [notebook], parameters).items()  # (done: with weights)
+    # (not step.done: for these notebooks it also asks for the weights)
+    return [key for key, step in build(profile, [notebook], parameters).items()
             if (stage is None or step.run.stage == stage) and (record := ledger.get(key)) is not None
             and (key in parents or experiments.loadable(record))]
 
