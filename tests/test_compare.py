@@ -45,3 +45,16 @@ def test_stopping_replay_tells_which_epoch_each_metric_would_keep():
     assert table.loc["MRR@10", "kept epoch"] == 1 and table.loc["MRR@10", "rise after %"] == 0
     assert table.loc["HR@10", "kept epoch"] == 3  # still rising: the 4 epochs end that run too
     assert table.loc["HR@10", "rise after %"] == pytest.approx(100 * (0.08 / 0.06 - 1))
+
+
+def test_the_gap_table_measures_each_run_against_the_reported_duorec():
+    official = [{**rec("DuoRec", s, hr, "Sports_and_Outdoors"), "best_epoch": e, "epochs_run": e + 11}
+                for s, hr, e in ((1, 0.0450, 20), (2, 0.0460, 24))]
+    longer = {**rec("DuoRec [valid_metric=HR@10]", 1, 0.0479, "Sports_and_Outdoors"), "best_epoch": 40,
+              "epochs_run": 51}
+    table = compare.gap_table(official + [longer]).set_index("model")
+    assert table.loc["DuoRec", "seeds"] == 2 and table.loc["DuoRec", "best epoch"] == 22
+    assert table.loc["DuoRec", "HR@10 vs reported %"] == pytest.approx(100 * (0.0455 / 0.0479 - 1))
+    assert table.loc["DuoRec [valid_metric=HR@10]", "HR@10 vs reported %"] == pytest.approx(0.0)
+    assert table.loc["DuoRec [valid_metric=HR@10]", "epochs run"] == 51
+    assert table.loc["DuoRec", "NDCG@10 vs reported %"] == pytest.approx(100 * (0.02275 / 0.0248 - 1))

@@ -177,6 +177,22 @@ def stopping_replay(records: list[dict], metrics=("MRR@10", "NDCG@10", "HR@10"))
     return pd.DataFrame(rows)
 
 
+def gap_table(records: list[dict], metrics=PAPER_METRICS) -> pd.DataFrame:
+    """The Sports-gap runs beside the official-protocol DuoRec (`seed_summary` rows): the epoch each kept
+    and the epochs it ran (means over seeds, epochs counted from 0), and each metric's distance from the
+    reported DuoRec, the number the gap is measured against."""
+    table = seed_summary(records, metrics)
+    epochs = pd.DataFrame([{"dataset": r["dataset"], "model": r["model"], "best epoch": r["best_epoch"],
+                            "epochs run": r["epochs_run"]} for r in records])
+    table = table.merge(epochs.groupby(["dataset", "model"], sort=False).mean().reset_index(),
+                        on=["dataset", "model"])
+    for m in metrics:
+        reported = [REPORTED_DUOREC.get(dataset, {}).get(m) for dataset in table["dataset"]]
+        table[f"{m} vs reported %"] = [None if r is None else 100 * (v / r - 1)
+                                       for v, r in zip(table[m], reported)]
+    return table
+
+
 def curves_figure(records: list[dict], metric: str = "MRR@10"):
     """Validation `metric` per epoch of every run, with the official DuoRec log's points."""
     import matplotlib.pyplot as plt
