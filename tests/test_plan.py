@@ -200,12 +200,27 @@ def test_a_killed_plan_leaves_no_worker_training_on(tmp_path):
 
 def test_the_sports_gap_runs_change_one_setting_each_and_only_where_sports_is():
     runs = plan.stopping_runs("full")
-    assert [r.train for r in runs] == [(("valid_metric", "NDCG@10"),), (("valid_metric", "HR@10"),),
-                                       (("batch_size", 1024),)]
-    assert {(r.dataset, r.seed, r.model) for r in runs} == {("Sports_and_Outdoors", 1, "DuoRec")}
-    assert len({r.key for r in runs}) == 3 and "[valid_metric=NDCG@10]" in runs[0].label()
+    stage1, stage2 = runs[:3], runs[3:]
+    assert [r.train for r in stage1] == [(("valid_metric", "NDCG@10"),), (("valid_metric", "HR@10"),),
+                                         (("batch_size", 1024),)]
+    assert {(r.dataset, r.seed, r.model) for r in stage1} == {("Sports_and_Outdoors", 1, "DuoRec")}
+    assert len({r.key for r in runs}) == 6 and "[valid_metric=NDCG@10]" in runs[0].label()
+    assert [r.base for r in stage2] == stage1 and all(r.train == () for r in stage2)  # RaSeRec on each
+    assert stage2[2].label() == "RaSeRec(DuoRec [batch_size=1024]) on Sports_and_Outdoors, seed 1 (full)"
     assert plan.stopping_runs("smoke") == []  # no Sports in the profile: nothing to run
     assert set(plan.build("full", ["02_pretraining"])) >= {r.key for r in runs}
+
+
+def test_a_stage_2_run_on_a_changed_stage_1_run_trains_on_it_under_the_plans_keys(tmp_path, monkeypatch):
+    monkeypatch.setenv("RASEKIT_OUTPUT", str(tmp_path / "out"))
+    monkeypatch.setenv("RASEKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("RASEKIT_THREADS", "1")
+    run = plan.Run("finetune", "Beauty", 1, "smoke", backbone="duorec", base_train=(("valid_metric", "NDCG@10"),))
+    record = run.execute(log=lambda *_: None)
+    assert record["key"] == run.key and record["config"]["backbone_key"] == run.base.key
+    assert ledger.get(run.base.key)["config"]["train"]["valid_metric"] == "NDCG@10"
+    assert record["model"] == run.model == "RaSeRec(DuoRec [valid_metric=NDCG@10])"
+    assert run.key != plan.Run("finetune", "Beauty", 1, "smoke", backbone="duorec").key
 
 
 def test_records_of_names_the_runs_the_ledger_lacks(tmp_path, monkeypatch):

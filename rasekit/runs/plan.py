@@ -38,6 +38,7 @@ class Run:
     backbone: str | None = None       # stage 2
     train: tuple = ()                 # training settings that differ, as sorted (name, value) pairs
     noise: tuple = ()                 # training-data noise, as sorted (name, value) pairs (both stages)
+    base_train: tuple = ()            # stage 2: the training settings of the stage-1 run that differ
 
     def __post_init__(self):
         settings.choice("stage", self.stage, ("pretrain", "finetune"))
@@ -50,7 +51,8 @@ class Run:
         if self.stage == "pretrain":
             return None
         encoder, objective = experiments.BACKBONES[self.backbone]
-        return Run("pretrain", self.dataset, self.seed, self.profile, encoder, objective, noise=self.noise)
+        return Run("pretrain", self.dataset, self.seed, self.profile, encoder, objective,
+                   train=self.base_train, noise=self.noise)
 
     @property
     def key(self) -> str:
@@ -70,7 +72,8 @@ class Run:
     @property
     def model(self) -> str:
         if self.stage == "finetune":
-            return f"RaSeRec({self.base.model})"
+            changed = experiments.variant_label(dict(self.base_train), {})
+            return f"RaSeRec({self.base.model}{changed})"
         return experiments.MODEL_NAMES.get((self.encoder, self.objective), f"{self.encoder}+{self.objective}")
 
     def label(self) -> str:
@@ -88,7 +91,8 @@ class Run:
             record = experiments.pretrain(self.dataset, self.encoder, self.objective, self.seed, self.profile,
                                           **common)
         else:
-            record = experiments.finetune(self.dataset, self.backbone, self.seed, self.profile, **common)
+            record = experiments.finetune(self.dataset, self.backbone, self.seed, self.profile,
+                                          pretrain_train=dict(self.base_train) or None, **common)
         if record is not None and need_weights and not experiments.loadable(record):  # only with reuse_only
             return None
         return record
@@ -125,13 +129,16 @@ GAP_SETTINGS = ((("valid_metric", "NDCG@10"),), (("valid_metric", "HR@10"),), ((
 
 def stopping_runs(profile: str, datasets=None, seeds=None) -> list[Run]:
     """Notebook 02's Sports-gap runs: DuoRec with each of GAP_SETTINGS, on `datasets` (default: Sports if
-    the profile has it) for the first of `seeds`."""
+    the profile has it) for the first of `seeds`, then RaSeRec on each (is the paper's RaSeRec, too, what
+    stage 2 gives on a longer-trained DuoRec?)."""
     prof = profiles.get(profile)
     if datasets is None:
         datasets = [d for d in prof.datasets if d == "Sports_and_Outdoors"]
     seeds = list(seeds or prof.seeds)[:1]
-    return [Run("pretrain", d, s, prof.name, "sasrec", "duorec", train=change)
-            for d in datasets for s in seeds for change in GAP_SETTINGS]
+    stage1 = [Run("pretrain", d, s, prof.name, "sasrec", "duorec", train=change)
+              for d in datasets for s in seeds for change in GAP_SETTINGS]
+    return stage1 + [Run("finetune", r.dataset, r.seed, prof.name, backbone="duorec", base_train=r.train)
+                     for r in stage1]
 
 
 def pretraining_all(profile: str, datasets=None, seeds=None, models=STAGE1_MODELS, gap_datasets=None) -> list[Run]:
@@ -448,7 +455,7 @@ def _execute(run: dict, threads: int, need_weights: bool, *_needs) -> str:
     import torch
     torch.set_num_threads(threads)
     os.environ["OMP_NUM_THREADS"] = os.environ["RASEKIT_THREADS"] = str(threads)  # fit() reads these
-    spec = Run(**{**run, **{k: tuple(tuple(p) for p in run[k]) for k in ("train", "noise")}})
+    spec = Run(**{**run, **{k: tuple(tuple(p) for p in run[k]) for k in ("train", "noise", "base_train")}})
     record = spec.execute(log=lambda message: print(f"[{spec.label()}] {message}", flush=True),
                           need_weights=need_weights)
     return record["key"]
