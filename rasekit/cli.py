@@ -68,7 +68,7 @@ def _batch(args) -> None:
 
 def _promote(args) -> None:
     from rasekit.runs import paths, store
-    keys = store.promote(args.keys or None, args.profile)
+    keys = store.promote(args.keys or None, args.profile, weights=not args.no_weights)
     print(f"promoted {len(keys)} runs into the reference ({paths.ledger_dir(paths.reference_dir())})"
           + "".join(f"\n  {k}" for k in keys))
 
@@ -181,6 +181,8 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("promote", help="copy your finished runs (record, ranks, weights) into the reference")
     p.add_argument("keys", nargs="*", help="run keys (default: all your runs, or those of --profile)")
     p.add_argument("--profile", default=None, help="only runs of this profile")
+    p.add_argument("--no-weights", action="store_true",
+                   help="record and ranks only, for runs no notebook loads again from the reference")
     p.set_defaults(func=_promote)
 
     p = sub.add_parser("migrate", help="rename runs of older key schemas (records, ranks, weights, checkpoints)")

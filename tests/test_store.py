@@ -77,7 +77,7 @@ def test_promote_copies_finished_runs_into_the_reference(kept):
         store.promote(["nope"])
 
 
-def test_the_reference_keeps_weights_of_its_weight_profiles_only(kept, monkeypatch):
+def test_the_reference_keeps_weights_of_its_weight_profiles_only_and_not_when_told(kept, monkeypatch):
     rec = experiments.pretrain("Beauty", "sasrec", "ce", seed=1, profile=kept, log=lambda *_: None)
     monkeypatch.setattr(store, "REFERENCE_WEIGHTS", ("full",))  # as for a default run
     assert store.promote() == [rec["key"]]
@@ -87,6 +87,9 @@ def test_the_reference_keeps_weights_of_its_weight_profiles_only(kept, monkeypat
     assert not paths.weights_dir(reference).exists()
     assert (paths.ranks_dir(reference) / f"{rec['key']}.npz").exists()
     assert store.weights_path(rec) is not None  # the user's own copy stays
+    monkeypatch.setattr(store, "REFERENCE_WEIGHTS", (kept,))
+    assert store.promote(weights=False) == [rec["key"]]  # a run no notebook loads from the reference
+    assert "weights" not in ledger.get(rec["key"], reference) and not paths.weights_dir(reference).exists()
 
 
 def test_a_promotion_checks_every_run_first_and_keeps_the_larger_profiles_records(kept):

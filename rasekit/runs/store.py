@@ -47,14 +47,14 @@ def weights_path(record: dict, root: Path | None = None) -> Path | None:
     return path
 
 
-def promote(keys=None, profile: str | None = None, log=print) -> list[str]:
+def promote(keys=None, profile: str | None = None, log=print, weights: bool = True) -> list[str]:
     """Copy the user's finished runs (all, those of `profile`, or `keys`) into the reference: record,
     ranks and weights. Everything is checked before anything is copied, so a run whose files are missing
     or whose weights do not match stops the promotion with the reference unchanged. A run the reference
     holds from a larger profile is left as it is (a training-free baseline computes the same thing in
-    every profile), and said so. Weights go only with runs of REFERENCE_WEIGHTS; the record of another
-    run goes without its "weights" entry, so that no record names a file that is not there. Returns the
-    keys promoted."""
+    every profile), and said so. Weights go only with runs of REFERENCE_WEIGHTS, and not at all without
+    `weights`; the record of another run goes without its "weights" entry, so that no record names a
+    file that is not there. Returns the keys promoted."""
     own, reference = paths.output_dir(), paths.reference_dir()
     if own == reference:
         raise ValueError("the output root is the reference itself: nothing to promote")
@@ -71,7 +71,7 @@ def promote(keys=None, profile: str | None = None, log=print) -> list[str]:
                 f"your {record['profile']} run does not replace it")
             continue
         files = _files_of(record, own)
-        if record["profile"] not in REFERENCE_WEIGHTS and record.get("weights"):
+        if (not weights or record["profile"] not in REFERENCE_WEIGHTS) and record.get("weights"):
             files = [f for f in files if f != own / record["weights"]["file"]]
             record = {k: v for k, v in record.items() if k != "weights"}
         copies.append((record, files))
