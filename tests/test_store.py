@@ -88,8 +88,10 @@ def test_the_reference_keeps_weights_of_its_weight_profiles_only_and_not_when_to
     assert (paths.ranks_dir(reference) / f"{rec['key']}.npz").exists()
     assert store.weights_path(rec) is not None  # the user's own copy stays
     monkeypatch.setattr(store, "REFERENCE_WEIGHTS", (kept,))
+    assert store.promote() == [rec["key"]] and store.weights_path(rec, reference) is not None
     assert store.promote(weights=False) == [rec["key"]]  # a run no notebook loads from the reference
-    assert "weights" not in ledger.get(rec["key"], reference) and not paths.weights_dir(reference).exists()
+    assert "weights" not in ledger.get(rec["key"], reference)
+    assert not any(paths.weights_dir(reference).iterdir())  # the file its old record named went with it
 
 
 def test_a_promotion_checks_every_run_first_and_keeps_the_larger_profiles_records(kept):

@@ -54,7 +54,8 @@ def promote(keys=None, profile: str | None = None, log=print, weights: bool = Tr
     holds from a larger profile is left as it is (a training-free baseline computes the same thing in
     every profile), and said so. Weights go only with runs of REFERENCE_WEIGHTS, and not at all without
     `weights`; the record of another run goes without its "weights" entry, so that no record names a
-    file that is not there. Returns the keys promoted."""
+    file that is not there, and the weights a replaced record named are removed. Returns the keys
+    promoted."""
     own, reference = paths.output_dir(), paths.reference_dir()
     if own == reference:
         raise ValueError("the output root is the reference itself: nothing to promote")
@@ -80,7 +81,10 @@ def promote(keys=None, profile: str | None = None, log=print, weights: bool = Tr
             target = reference / source.relative_to(own)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, target)
+        held = ledger.get(record["key"], reference)
         ledger.put(record, reference)  # last: the record appears once its files are in place
+        if held and held.get("weights") and not record.get("weights"):  # no file without its record
+            (reference / held["weights"]["file"]).unlink(missing_ok=True)
     return [record["key"] for record, _ in copies]
 
 
