@@ -60,10 +60,11 @@ def evaluable(records: list[dict], ratios=RATIOS, mode: str = "replace", bank: s
     to evaluate them; the others are listed and left out (before `common_seeds`, so seeds still match)."""
     from rasekit.runs import variants
 
-    wanted = noisy_tests(ratios, mode, bank, noise_seed)
-    kept = [rec for rec in records if variants.available(rec, wanted)]
+    wanted, kept = noisy_tests(ratios, mode, bank, noise_seed), []
     for rec in records:
-        if rec not in kept:
+        if variants.available(rec, wanted):
+            kept.append(rec)
+        else:
             log(f"left out (its trained weights are not here and not every noisy test of it is recorded): "
                 f"{rec['model']} on {rec['dataset']}, seed {rec['seed']} ({rec['key']})")
     return kept

@@ -75,17 +75,16 @@ def promote(keys=None, profile: str | None = None, log=print, weights: bool = Tr
         if (not weights or record["profile"] not in REFERENCE_WEIGHTS) and record.get("weights"):
             files = [f for f in files if f != own / record["weights"]["file"]]
             record = {k: v for k, v in record.items() if k != "weights"}
-        copies.append((record, files))
-    for record, files in copies:
+        copies.append((record, files, held))
+    for record, files, held in copies:
         for source in files:
             target = reference / source.relative_to(own)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, target)
-        held = ledger.get(record["key"], reference)
         ledger.put(record, reference)  # last: the record appears once its files are in place
         if held and held.get("weights") and not record.get("weights"):  # no file without its record
             (reference / held["weights"]["file"]).unlink(missing_ok=True)
-    return [record["key"] for record, _ in copies]
+    return [record["key"] for record, _, _ in copies]
 
 
 def _files_of(record: dict, root: Path) -> list[Path]:
