@@ -73,6 +73,7 @@ METRIC_NAMES = ("HR", "NDCG", "MRR")
 METRIC_DEPTHS = (5, 10, 20, 50)  # the depths evaluate.metrics reports
 METRICS = tuple(f"{m}@{k}" for k in METRIC_DEPTHS for m in METRIC_NAMES)
 INDEX_KINDS = ("ivf", "exact", "hnsw")
+MEMORY_CHOICES = ("nearest", "random")
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,8 @@ class RamConfig:
     layer_norm: bool = False
     fetch: int | None = None       # candidates fetched before the same-user filter (None: the official rule)
     retrain_for_test: bool = True  # retrain the IVF quantiser on the grown test-time bank (official)
+    memories: str = "nearest"      # "random": K memories drawn at random, a control no paper reports
+    same_user_filter: bool = True  # False: a query may retrieve its own or later prefixes (leakage control)
 
     K_MAX = 10_000  # beyond this a [queries, K, d] tensor no longer fits a laptop's memory
 
@@ -109,7 +112,9 @@ class RamConfig:
         integer("nprobe", self.nprobe, 1)
         integer("inner", self.inner, 1)
         integer("n_heads", self.n_heads, 1)
-        for name in ("learn_alpha", "learn_beta", "residual", "layer_norm", "retrain_for_test"):
+        choice("memories", self.memories, MEMORY_CHOICES)
+        for name in ("learn_alpha", "learn_beta", "residual", "layer_norm", "retrain_for_test",
+                     "same_user_filter"):
             boolean(name, getattr(self, name))
         if self.fetch is not None:
             integer("fetch", self.fetch, self.k)

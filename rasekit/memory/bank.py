@@ -186,9 +186,12 @@ def _add(index: faiss.Index, x: np.ndarray) -> None:
 
 
 def not_self_or_future(cand: np.ndarray, bank_users: np.ndarray, bank_lengths: np.ndarray,
-              users: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+              users: np.ndarray, lengths: np.ndarray, same_user_filter: bool = True) -> np.ndarray:
     """The official self/future filter on candidate ids [Q, C]: keep m iff user_m != user_q or
-    length_m < length_q (same-user memories only if strictly shorter); FAISS -1 slots are dropped."""
+    length_m < length_q (same-user memories only if strictly shorter); FAISS -1 slots are dropped.
+    Without `same_user_filter` (a leakage control) only the -1 slots are dropped."""
+    if not same_user_filter:
+        return cand >= 0
     safe = np.maximum(cand, 0)
     keep = (bank_users[safe] != users[:, None]) | (bank_lengths[safe] < lengths[:, None])
     return keep & (cand >= 0)
@@ -313,33 +316,35 @@ class MemoryBank:
     # ---- search ----------------------------------------------------------------------------------
 
     def search(self, queries: torch.Tensor | np.ndarray, users: np.ndarray, lengths: np.ndarray,
-               k: int = 20, fetch: int | None = None, expand: bool = True, chunk: int = 8192) -> Retrieved:
+               k: int = 20, fetch: int | None = None, expand: bool = True, chunk: int = 8192,
+               same_user_filter: bool = True) -> Retrieved:
         """Top-k filtered memories of each query (raw representation, its user and capped length).
 
         `fetch` candidates (default 4k, as the official code) are taken from the index before the
         filter. With `expand`, queries left with fewer than k survivors although the index returned
         a full candidate list are searched again with a doubled pool, until k survive or the index
         has nothing more to give (the official code would return ragged rows there). Slots still
-        empty are masked.
+        empty are masked. `same_user_filter` False turns the official filter off (a leakage control).
         """
         fetch = 4 * k if fetch is None else fetch
         x = _normalised(queries)
         users, lengths = np.asarray(users), np.asarray(lengths)
-        parts = [self._search(x[lo:lo + chunk], users[lo:lo + chunk], lengths[lo:lo + chunk], k, fetch, expand)
-                 for lo in range(0, len(x), chunk)]
+        parts = [self._search(x[lo:lo + chunk], users[lo:lo + chunk], lengths[lo:lo + chunk], k, fetch, expand,
+                              same_user_filter) for lo in range(0, len(x), chunk)]
         if not parts:
             return Retrieved(np.empty((0, k), np.int64), np.empty((0, k), np.float32), np.empty((0, k), bool))
         return Retrieved(*(np.concatenate(a) for a in zip(*((p.ids, p.sims, p.mask) for p in parts))))
 
-    def _search(self, x, users, lengths, k, fetch, expand) -> Retrieved:
+    def _search(self, x, users, lengths, k, fetch, expand, same_user_filter=True) -> Retrieved:
         sims, cand = self.index.search(x, min(fetch, len(self)))
-        keep = not_self_or_future(cand, self.users, self.lengths, users, lengths)
+        keep = not_self_or_future(cand, self.users, self.lengths, users, lengths, same_user_filter)
         ids, top, mask = first_k(cand, sims, keep, k)
         if expand:
             # short rows whose candidate list was full: the filter, not the index, ran out
             short = np.nonzero((mask.sum(1) < k) & (cand[:, -1] >= 0))[0]
             if len(short) and cand.shape[1] < len(self):
-                again = self._search(x[short], users[short], lengths[short], k, 2 * fetch, expand)
+                again = self._search(x[short], users[short], lengths[short], k, 2 * fetch, expand,
+                                     same_user_filter)
                 ids[short], top[short], mask[short] = again.ids, again.sims, again.mask
         return Retrieved(ids, top, mask)
 

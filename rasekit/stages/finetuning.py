@@ -22,6 +22,7 @@ from torch import nn
 
 from rasekit.data import Instances, SplitData
 from rasekit.memory.bank import MemoryBank, Retrieved, encode_instances
+from rasekit.memory.controls import random_memories
 from rasekit.models.ram import RetrievalAugmentedModule
 from rasekit.settings import SettingsError
 
@@ -88,15 +89,18 @@ class RaSeRecTask:
                  n_heads: int = 2, learn_alpha: bool = False, learn_beta: bool = False,
                  residual: bool = False, layer_norm: bool = False, index: str = "ivf", nlist: int = 128,
                  nprobe: int = 1, fetch: int | None = None, retrain_for_test: bool = True,
+                 memories: str = "nearest", same_user_filter: bool = True,
                  bank_filter: Callable[[MemoryBank], MemoryBank] | None = None,
                  device: str | torch.device = "cpu", batch_size: int = 1024, seed: int | None = 0,
                  loss_chunk: int | None = None):
         self.config = dict(k=k, alpha=alpha, beta=beta, tau=tau, dropout=dropout, inner=inner,
                            n_heads=n_heads, learn_alpha=learn_alpha, learn_beta=learn_beta,
                            residual=residual, layer_norm=layer_norm, index=index, nlist=nlist,
-                           nprobe=nprobe, fetch=fetch, retrain_for_test=retrain_for_test,
-                           bank_filter=bank_filter is not None, seed=seed)
+                           nprobe=nprobe, fetch=fetch, retrain_for_test=retrain_for_test, memories=memories,
+                           same_user_filter=same_user_filter, bank_filter=bank_filter is not None, seed=seed)
         self.encoder, self.data, self.k, self.fetch = freeze(encoder), data, k, fetch
+        self.random_memories, self.same_user_filter = memories == "random", same_user_filter
+        self.seed = seed
         self.device, self.batch_size, self.retrain_for_test = torch.device(device), batch_size, retrain_for_test
         self.loss_chunk = loss_chunk  # rows per CE chunk; None: chosen per device (see `_chunk`)
         with torch.no_grad():
@@ -153,10 +157,15 @@ class RaSeRecTask:
     # ---- retrieval ---------------------------------------------------------------------------------
 
     def retrieve(self, part: str, index: np.ndarray) -> Retrieved:
-        """Per-batch retrieval as the official code: search the bank for the batch's queries, filter."""
+        """Per-batch retrieval as the official code: search the bank for the batch's queries, filter.
+        The random-memory control draws them instead, seeded by the run's seed and the part."""
         inst = self.instances(part)
-        return self.bank.search(self.queries[part][index].cpu(), inst.users[index], inst.lengths[index],
-                                self.k, self.fetch)
+        queries, users, lengths = self.queries[part][index].cpu(), inst.users[index], inst.lengths[index]
+        if self.random_memories:
+            seed = [self.seed or 0, PARTS.index(part)]
+            return random_memories(self.bank, queries, users, lengths, self.k, seed, self.same_user_filter)
+        return self.bank.search(queries, users, lengths, self.k, self.fetch,
+                                same_user_filter=self.same_user_filter)
 
     def _precompute(self, part: str) -> None:
         found = self.retrieve(part, np.arange(len(self.instances(part))))
