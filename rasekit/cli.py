@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from rasekit.runs import ledger, profiles, threads
@@ -10,7 +11,10 @@ from rasekit.runs import ledger, profiles, threads
 
 def _stats(args) -> None:
     from rasekit import data
-    stats = data.load(args.dataset, download=not args.offline).statistics()
+    from rasekit.data import sources
+    source = sources.resolve(args.dataset)  # a registered name, or a data file as every command takes
+    split = source.load() if source.path else data.load(source.name, download=not args.offline)
+    stats = split.statistics()
     if args.json:
         print(json.dumps(stats))
         return
@@ -68,7 +72,9 @@ def _batch(args) -> None:
 
 def _promote(args) -> None:
     from rasekit.runs import paths, store
-    keys = store.promote(args.keys or None, args.profile, weights=not args.no_weights)
+    # a misspelt profile would match no run and promote nothing, in silence: refused by name instead
+    profile = None if args.profile is None else profiles.get(args.profile).name
+    keys = store.promote(args.keys or None, profile, weights=not args.no_weights)
     print(f"promoted {len(keys)} runs into the reference ({paths.ledger_dir(paths.reference_dir())})"
           + "".join(f"\n  {k}" for k in keys))
 
@@ -81,11 +87,27 @@ def _migrate(args) -> None:
           else f"no run under {root} needed a new key (schema {keys.SCHEMA})")
 
 
+def _verify(args) -> int:
+    from rasekit.runs import paths, store
+    root = paths.reference_dir() if args.reference else paths.output_dir()
+    count, problems = store.verify(root)
+    for problem in problems:
+        print(problem)
+    print(f"{count} records under {root}: " + (f"{len(problems)} problem(s)" if problems
+                                                else "every file present and matching its sha256"))
+    return 1 if problems else 0
+
+
 def _plan(args) -> int:
+    from rasekit import settings
     from rasekit.runs import plan
+    settings.integer("workers", args.workers, 1)  # checked with or without --run: never taken in silence
+    settings.integer("cpus_per_run", args.cpus_per_run, 1)
+    settings.real("gpus_per_run", args.gpus_per_run, 0, 1)
     parameters = dict(_parameters(args.parameter))
-    steps = plan.build(args.profile, args.notebooks or None, parameters)
-    print(plan.describe(steps, profiles.get(args.profile).name))
+    profile = profiles.get(args.profile).name
+    steps = plan.build(profile, args.notebooks or None, parameters)
+    print(plan.describe(steps, profile))
     if not args.run:
         return 0
     if args.ray:
@@ -100,6 +122,8 @@ def _parameters(pairs) -> list[tuple[str, object]]:
     """Notebook parameters from `-p NAME VALUE` pairs, VALUE as JSON (else a bare string)."""
     out = []
     for name, value in pairs:
+        if name in dict(out):  # the last one would win, in silence
+            raise ValueError(f"-p {name} is given twice ({dict(out)[name]!r} and {value}): expected it once")
         try:
             out.append((name, json.loads(value)))
         except json.JSONDecodeError:
@@ -167,7 +191,7 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_baseline)
 
     p = sub.add_parser("batch", help="run the notebooks with papermill into runs/executed/<time>-<profile>/")
-    p.add_argument("--profile", default="default", help=profile_help)
+    p.add_argument("--profile", default=None, help=profile_help)
     p.add_argument("notebooks", nargs="*", help="notebook names (default: all in notebooks/)")
     p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="notebook parameter, VALUE as JSON (e.g. -p seeds '[1, 2]')")
@@ -185,14 +209,20 @@ def parser() -> argparse.ArgumentParser:
                    help="record and ranks only, for runs no notebook loads again from the reference")
     p.set_defaults(func=_promote)
 
-    p = sub.add_parser("migrate", help="rename runs of older key schemas (records, ranks, weights, checkpoints)")
+    p = sub.add_parser("migrate", help="rename runs of older key schemas (records, ranks, weights, checkpoints) "
+                                       "and give older records the sha256 of their ranks")
     p.add_argument("--reference", action="store_true",
                    help="the committed reference instead of your own runs (checkpoints are left alone)")
     p.set_defaults(func=_migrate)
 
+    p = sub.add_parser("verify", help="check every run's record against its files (ranks and weights with their "
+                                      "sha256, no orphaned or temporary file); exit status 1 on any problem")
+    p.add_argument("--reference", action="store_true", help="the committed reference instead of your own runs")
+    p.set_defaults(func=_verify)
+
     p = sub.add_parser("plan", help="the training runs the notebooks need (graph, status, estimated CPU "
                                     "time); --run runs the missing ones")
-    p.add_argument("--profile", default="default", help=profile_help)
+    p.add_argument("--profile", default=None, help=profile_help)
     p.add_argument("notebooks", nargs="*", help="notebook names (default: every notebook that trains)")
     p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="notebook parameter that changes the runs, e.g. -p seeds '[1]'")
@@ -205,10 +235,30 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def _check_environment() -> None:
+    """Every environment variable the kit reads, checked before a command does any work."""
+    from rasekit.runs import paths
+    paths.check_environment()
+    threads.fixed_by_user()
+    profiles.from_environment()
+
+
+def _reader_gone() -> int:
+    """Standard output's reader has exited (`... | head`): stop quietly, as Unix tools do, with nothing
+    left for Python to complain about when it flushes standard output at exit."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 141  # 128 + SIGPIPE: what a shell reports for a tool whose reader went away
+
+
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     try:
-        return args.func(args) or 0
-    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
+        _check_environment()
+        code = args.func(args) or 0
+        sys.stdout.flush()  # a reader that went away shows here, not in Python's own flush at exit
+        return code
+    except BrokenPipeError:
+        return _reader_gone()
+    except (ValueError, KeyError, OSError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

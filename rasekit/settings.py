@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+import re
 from dataclasses import dataclass, fields
 
 SEED_MAX = 2**32 - 1  # numpy's and torch's seeds both accept 0..2**32 - 1
@@ -57,6 +59,32 @@ def seed(value) -> int:
     return integer("seed", value, 0, SEED_MAX)
 
 
+def instance(name: str, value, kind: type, allowed: str):
+    """A value of `kind` (for a str: `allowed` = "a string")."""
+    if not isinstance(value, kind):
+        _fail(name, value, allowed)
+    return value
+
+
+def distinct_list(name: str, value, fits, allowed: str, empty: bool = False) -> list:
+    """A list (or tuple) of distinct items that each `fits`; `allowed` describes one item. Refused when
+    empty unless `empty`: None, not [], stands for "the profile's own"."""
+    if not isinstance(value, (list, tuple)) or (not value and not empty) or not all(map(fits, value)) \
+            or any(item in value[:i] for i, item in enumerate(value)):
+        _fail(name, value, f"a {'' if empty else 'non-empty '}list of distinct {allowed}")
+    return list(value)
+
+
+def environment_integer(name: str, low: int, high: int) -> int | None:
+    """An integer environment variable in low..high; None when it is unset or empty."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return None
+    if not re.fullmatch(r"-?[0-9]+", text) or not low <= int(text) <= high:
+        _fail(name, text, f"an integer in {low}..{high}")
+    return int(text)
+
+
 def known(kind: str, given: dict | None, fields) -> dict:
     """`given` as a dict, refused by name if it is not a mapping or holds a setting `fields` lacks."""
     if given is None:
@@ -78,7 +106,7 @@ MEMORY_CHOICES = ("nearest", "random")
 
 @dataclass(frozen=True)
 class RamConfig:
-    """Stage 2: the Retrieval-Augmented Module and its retrieval (reference sections 4.5 and 4.6).
+    """Stage 2: the Retrieval-Augmented Module and its retrieval (docs/method.md §5-6 and §8.2).
     Defaults are the official settings; `experiments.RAM` lists the ones every run's key names."""
     k: int = 20                    # memories retrieved per query
     alpha: float = 0.5             # weight of h in h~ = alpha h + (1 - alpha) u

@@ -1,6 +1,7 @@
-"""Refresh the expected outputs that nbval compares: run each notebook on the smoke profile with
-papermill and copy the outputs of its `nbval-check-output` cells into the source notebook; every other
-output stays cleared, so the sources hold no stale results.
+"""Refresh the checked values of the notebooks: run each notebook on the smoke profile with papermill and
+write what its `checked` cell prints into tests/expected/<notebook>.txt, which tests/test_notebooks.py
+compares with. The notebooks themselves keep no outputs. Without names, every notebook that has such a
+file; a new notebook named here gets one, and so becomes one of the notebooks the tests run.
 
     RASEKIT_DATA_DIR=../shared/data .venv/bin/python scripts/refresh_expected.py [notebook names]
 """
@@ -12,29 +13,22 @@ from pathlib import Path
 import nbformat
 import papermill
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+from rasekit.runs import notebook_files
 
 
 def refresh(source: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ.update(RASEKIT_OUTPUT=tmp, RASEKIT_CACHE=str(Path(tmp) / "cache"), TQDM_DISABLE="1")
-        executed = papermill.execute_notebook(str(source), str(Path(tmp) / source.name),
-                                              parameters={"profile": "smoke"}, cwd=str(NOTEBOOKS),
-                                              progress_bar=False)
-    nb = nbformat.read(source, as_version=4)
-    ran = [c for c in executed.cells if "injected-parameters" not in c.metadata.get("tags", [])]
-    for cell, done in zip(nb.cells, ran):
-        if cell.cell_type != "code":
-            continue
-        checked = "nbval-check-output" in cell.metadata.get("tags", [])
-        cell.outputs = done.outputs if checked else []
-        cell.execution_count = done.execution_count if checked else None  # nbval skips unrun cells
-    nbformat.write(nb, source)
-    print(f"refreshed {source.name}")
+        papermill.execute_notebook(str(source), str(Path(tmp) / source.name), parameters={"profile": "smoke"},
+                                   cwd=str(source.parent), progress_bar=False)
+        text = notebook_files.checked_text(nbformat.read(Path(tmp) / source.name, as_version=4))
+    expected = notebook_files.expected_path(source)
+    expected.write_text(text, encoding="utf-8")
+    print(f"refreshed {expected}")
 
 
 if __name__ == "__main__":
     names = sys.argv[1:]
-    for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
-        if not names or path.stem in names:
-            refresh(path)
+    named = [notebook_files.NOTEBOOKS / f"{Path(n).stem}.ipynb" for n in names]
+    for path in named or notebook_files.kit_notebooks():
+        refresh(path)

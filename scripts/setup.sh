@@ -20,12 +20,26 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   pip_install --upgrade pip
   pip_install -r requirements.lock
   pip_install --no-deps -e .
-  # A kernel named "rasekit" inside the venv, so JupyterLab started from .venv runs the notebooks as they are.
-  .venv/bin/python -m ipykernel install --sys-prefix --name rasekit --display-name "Python (rasekit)" >/dev/null
   echo "$want" > "$stamp"
-  rm -f .venv/.setup-stamp-ray  # a new base may have replaced what the extra needs
+  rm -f .venv/.setup-stamp-ray .venv/.setup-stamp-kernel  # a new base may have replaced what they need
   echo "[setup] done"
 fi
+# A kernel named "rasekit" inside the venv, so JupyterLab started from .venv runs the notebooks as they are,
+# with the venv first on its PATH, so that `!python -m rasekit ...` in a notebook runs the kit's Python.
+# Its stamp is its install line, so a changed line (or a moved clone) installs it again.
+kernel=(--sys-prefix --name rasekit --display-name "Python (rasekit)" --env PATH "$PWD/.venv/bin:\${PATH}")
+kernel_stamp=.venv/.setup-stamp-kernel
+if [ ! -f "$kernel_stamp" ] || [ "$(cat "$kernel_stamp")" != "${kernel[*]}" ]; then
+  .venv/bin/python -m ipykernel install "${kernel[@]}" >/dev/null
+  echo "${kernel[*]}" > "$kernel_stamp"
+fi
+# Running a notebook never dirties the clone: git takes the notebooks without their outputs (.gitattributes;
+# nothing is configured where git is missing or this folder is not a git clone), and JupyterLab's post-save
+# hook keeps `git status` from listing a notebook whose outputs alone changed.
+.venv/bin/python -m rasekit.runs.notebook_files configure-git
+mkdir -p .venv/etc/jupyter
+echo '{"ContentsManager": {"post_save_hook": "rasekit.runs.notebook_files.refresh_git_index"}}' \
+  > .venv/etc/jupyter/jupyter_server_config.json
 if [ "${1:-}" = ray ]; then
   extra_stamp=.venv/.setup-stamp-ray
   extra_want=$(sha256sum requirements-ray.lock | cut -d' ' -f1)

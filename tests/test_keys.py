@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from rasekit.evaluate import metrics
 from rasekit.runs import experiments, keys, ledger, paths, plan, profiles, store
 from rasekit.runs.provenance import config_hash
 from rasekit.stages.loop import load_checkpoint, save_atomic
@@ -43,11 +44,15 @@ def test_every_committed_record_is_found_under_its_key():
         assert key in by_key or exact in by_key, step.run.label()
 
 
+RANKS = np.arange(1, 4)  # the ranks of the hand-made runs below; their records' metrics are what these give
+
+
 def _schema_1(root, cache, record: dict, with_weights: bool) -> dict:
-    """Store `record` the way schema 1 did: keyed by the hash of its whole configuration."""
+    """Store `record` the way schema 1 did: keyed by the hash of its whole configuration, the ranks
+    without their sha256."""
     old = config_hash(record["config"])
-    record = {**record, "key": old}
-    np.savez_compressed(paths.ranks_dir(root) / f"{old}.npz", test=np.arange(3), valid=np.arange(3))
+    record = {**record, "key": old, "metrics": metrics(RANKS)}
+    np.savez_compressed(paths.ranks_dir(root) / f"{old}.npz", test=RANKS, valid=RANKS)
     meta = {"key": old, "dataset": record["dataset"], "n_items": 5}
     if with_weights:
         record["weights"] = store.export_weights(old, meta, {"w": torch.ones(2)}, root)
@@ -117,9 +122,9 @@ def test_runs_recorded_before_the_stopping_rule_was_a_setting_are_marked_by_repl
         del config["train"]["valid_decimals"]  # as recorded before the setting
         history = [{"epoch": i, "MRR@10": s} for i, s in enumerate(scores)]
         rec = {**make_record(key=keys.run_key(config)), "seed": seed, "stage": "pretrain", "config": config,
-               "history": history, "best_epoch": 2, "epochs_run": 3}  # what the exact rule kept
+               "history": history, "best_epoch": 2, "epochs_run": 3, "metrics": metrics(RANKS)}  # the exact rule's
         ledger.put(rec, root)
-        np.savez_compressed(paths.ranks_dir(root) / f"{rec['key']}.npz", test=np.arange(3))
+        np.savez_compressed(paths.ranks_dir(root) / f"{rec['key']}.npz", test=RANKS)
         made[seed] = rec
     renamed = keys.migrate(root, checkpoints=False, log=lambda *_: None)
     # seed 1: rounded, epoch 2 is no gain over epoch 1, so the official rule kept another epoch

@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -52,6 +53,28 @@ def test_incomplete_and_corrupt_records_are_refused(tmp_path):
     (tmp_path / "results" / "ledger" / "xyz.json").write_text("{not json")
     with pytest.raises(ValueError, match="xyz.json: corrupt ledger record"):
         ledger.get("xyz")
+
+
+MALFORMED = [("[1, 2]", "it is an array, not an object"),
+             ("{}", "it lacks 'key', 'dataset', 'model', 'seed', 'profile', 'metrics', 'provenance'"),
+             (json.dumps({**record(), "metrics": [0.1]}), "its 'metrics' is an array, not an object"),
+             (json.dumps({**record(), "ranks": "x.npz"}), "its 'ranks' is not an object with file, sha256, bytes")]
+
+
+@pytest.mark.parametrize("text, problem", MALFORMED)
+def test_a_record_that_is_not_a_well_formed_object_is_named_by_every_reader(tmp_path, monkeypatch, capsys,
+                                                                            text, problem):
+    from rasekit.cli import main
+    monkeypatch.setenv("RASEKIT_REFERENCE", str(tmp_path / "reference"))
+    path = tmp_path / "results" / "ledger" / "abc.json"
+    ledger.put(record())
+    path.write_text(text)
+    message = f"{path}: not a ledger record: {problem}; delete it to rerun that run"
+    with pytest.raises(ledger.LedgerError, match=re.escape(message)):
+        ledger.get("abc")
+    for command in (["results"], ["promote"]):
+        assert main(command) == 2
+        assert message in capsys.readouterr().err
 
 
 def test_unknown_profile_names_the_known_ones(monkeypatch):

@@ -21,7 +21,7 @@ def ram(**kw):
 
 
 def reference_ca(ca: CrossAttention, q, keys, values, mask):
-    """The straightforward formula of reference §4.5, projecting every memory."""
+    """The straightforward formula of docs/method.md §6.1, projecting every memory."""
     b, h, dh = q.shape[0], ca.n_heads, ca.head_dim
     qh = ca.query(q).view(b, h, dh)
     kh = ca.key(keys).view(b, K, h, dh)

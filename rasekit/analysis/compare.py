@@ -9,7 +9,7 @@ from rasekit.evaluate import per_user
 PAPER_METRICS = ("HR@5", "HR@10", "NDCG@5", "NDCG@10")
 
 # Reported targets (test set, full ranking). Paper: hyper.ai card of the RaSeRec paper; official log:
-# the released Beauty logs (reference sections 7.1 and 8).
+# the released Beauty logs (docs/method.md §9.1-9.2).
 PAPER = {("Beauty", "RaSeRec"): {"HR@5": 0.0569, "HR@10": 0.0860, "NDCG@5": 0.0369, "NDCG@10": 0.0463},
          ("Sports_and_Outdoors", "RaSeRec"): {"HR@5": 0.0331, "HR@10": 0.0497, "NDCG@5": 0.0211,
                                               "NDCG@10": 0.0264}}
@@ -17,9 +17,9 @@ OFFICIAL_LOG = {("Beauty", "DuoRec"): {"HR@5": 0.0541, "HR@10": 0.0834, "NDCG@5"
                 ("Beauty", "RaSeRec"): {"HR@5": 0.0567, "HR@10": 0.0863, "NDCG@5": 0.0367,
                                         "NDCG@10": 0.0462}}
 # DuoRec as reported elsewhere, to tell a stage-1 gap from a stage-2 one: Beauty, the official checkpoint's
-# log; Sports, the DuoRec column of the follow-up RAMRec's baseline table (reference section 7.1; not
+# log; Sports, the DuoRec column of the follow-up RAMRec's baseline table (docs/method.md §9.4; not
 # confirmed to equal the RaSeRec paper's own table; a third-party DuoRec-code run has 0.0305 / 0.0473 /
-# 0.0189 / 0.0243, section 8.5).
+# 0.0189 / 0.0243, §9.5).
 REPORTED_DUOREC = {"Beauty": OFFICIAL_LOG[("Beauty", "DuoRec")],
                    "Sports_and_Outdoors": {"HR@5": 0.0315, "HR@10": 0.0479, "NDCG@5": 0.0196,
                                            "NDCG@10": 0.0248}}
@@ -40,11 +40,27 @@ def paired_permutation_test(a: np.ndarray, b: np.ndarray, n_resamples: int = 10_
     return (extreme + 1) / (n_resamples + 1)
 
 
+def table_of(rows: list[dict], columns) -> pd.DataFrame:
+    """`rows` as a table; with no rows (every run left out), an empty table that has the columns, so that
+    a notebook's selections of them still work."""
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(columns))
+
+
+def empty_figure(message: str = "no runs to show (every run was left out)"):
+    """A figure that says there is nothing to draw, where a notebook's runs were all left out."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 1.5))
+    ax.text(0.5, 0.5, message, ha="center", va="center")
+    ax.set_axis_off()
+    return fig
+
+
 def seed_summary(records: list[dict], metrics=PAPER_METRICS) -> pd.DataFrame:
     """Mean and standard deviation (ddof 1; 0 for a single seed) over seeds, per dataset and model."""
     rows = [{"dataset": r["dataset"], "model": r["model"], "seed": r["seed"],
              **{m: r["metrics"][m] for m in metrics}} for r in records]
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame(rows, columns=["dataset", "model", "seed", *metrics])
     grouped = frame.groupby(["dataset", "model"], sort=False)
     mean = grouped[list(metrics)].mean()
     std = grouped[list(metrics)].std(ddof=1).fillna(0.0)
@@ -91,7 +107,12 @@ def main_table(pairs: list[tuple[dict, dict]], user_ranks, metrics=PAPER_METRICS
                          **{k: cmp[k] for k in ("improvement %", "seeds improved", "p (paired)")},
                          "paper RaSeRec": paper,
                          "vs paper %": None if paper is None else 100 * (cmp["augmented"] / paper - 1)})
-    return pd.DataFrame(rows)
+    return table_of(rows, MAIN_COLUMNS)
+
+
+MAIN_COLUMNS = ("dataset", "metric", "seeds", "DuoRec", "DuoRec std", "reported DuoRec", "DuoRec vs reported %",
+                "RaSeRec", "RaSeRec std", "improvement %", "seeds improved", "p (paired)", "paper RaSeRec",
+                "vs paper %")
 
 
 def main_views(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -117,6 +138,8 @@ def improvement_figure(table: pd.DataFrame):
     """Bars: DuoRec and RaSeRec per metric (error bars = std over seeds), one panel per dataset."""
     import matplotlib.pyplot as plt
 
+    if table.empty:
+        return empty_figure()
     names = list(dict.fromkeys(table["dataset"]))
     fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.2), squeeze=False)
     for ax, name in zip(axes[0], names):
@@ -138,12 +161,12 @@ def improvement_figure(table: pd.DataFrame):
     return fig
 
 
-# Validation curve of the official DuoRec checkpoint's log on Beauty (reference section 8.3).
+# Validation curve of the official DuoRec checkpoint's log on Beauty (docs/method.md §9.3).
 OFFICIAL_DUOREC_CURVE = {"epoch": [0, 10, 20, 30, 34, 42, 53],
                          "HR@10": [.0174, .0699, .0935, .1017, .1050, .1051, .1043],
                          "NDCG@10": [.0083, .0360, .0493, .0533, .0551, .0553, .0545],
                          "MRR@10": [.0055, .0257, .0359, .0384, .0398, .0399, .0392]}
-# SASRec trained with CE inside the DuoRec code, reported in RuihongQiu/DuoRec issue #3 (reference 7.1).
+# SASRec trained with CE inside the DuoRec code, reported in RuihongQiu/DuoRec issue #3 (docs/method.md §9.4).
 SASREC_CE_REPORTED = {"NDCG@5": 0.0326, "NDCG@10": 0.0415}
 
 
@@ -174,7 +197,8 @@ def stopping_replay(records: list[dict], metrics=("MRR@10", "NDCG@10", "HR@10"))
                          "kept epoch": "trains on" if kept is None else kept[0], "run's best epoch": best,
                          "epochs recorded": len(history), f"valid at run's best": history[best][m],
                          "valid best later": after, "rise after %": 100 * (after / history[best][m] - 1)})
-    return pd.DataFrame(rows)
+    return table_of(rows, ("dataset", "model", "seed", "stopping metric", "kept epoch", "run's best epoch",
+                           "epochs recorded", "valid at run's best", "valid best later", "rise after %"))
 
 
 def gap_table(records: list[dict], metrics=PAPER_METRICS) -> pd.DataFrame:
@@ -208,7 +232,8 @@ def curves_figure(records: list[dict], metric: str = "MRR@10"):
     if any(r["model"] == "DuoRec" and r["dataset"] == "Beauty" for r in records):
         ax.plot(OFFICIAL_DUOREC_CURVE["epoch"], OFFICIAL_DUOREC_CURVE[metric], "k*", label="official DuoRec log")
     ax.set(xlabel="epoch", ylabel=f"valid {metric}", title="Stage-1 validation curves")
-    ax.legend(fontsize=7)
+    if records:  # (every run may have been left out)
+        ax.legend(fontsize=7)
     return fig
 
 
@@ -256,4 +281,5 @@ def versus_reference(records: list[dict], metrics=PAPER_METRICS) -> pd.DataFrame
                   "yours": rec["metrics"][m], "reference": ref["metrics"][m] if ref else None,
                   "difference": rec["metrics"][m] - ref["metrics"][m] if ref else None,
                   "reference spread": ref_spread[m], "paper": paper.get(m), "verdict": judged} for m in metrics]
-    return pd.DataFrame(rows)
+    return table_of(rows, ("dataset", "model", "seed", "metric", "yours", "reference", "difference",
+                           "reference spread", "paper", "verdict"))

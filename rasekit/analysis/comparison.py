@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from rasekit.analysis.compare import PAPER, paired, paired_permutation_test, spread, user_metric
+from rasekit.analysis.compare import (PAPER, empty_figure, paired, paired_permutation_test, spread, table_of,
+                                      user_metric)
 
 TABLE_METRICS = ("HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20")
 
@@ -19,7 +20,7 @@ LOSSES = {"Popularity": "none (training counts)", "ItemTransition": "none (train
 TRAINING_FREE = ("Popularity", "ItemTransition")  # one deterministic run each, no seed, no training
 
 # The baseline table of the same group's follow-up repository (RAMRec, assets/performance_results.png;
-# reference section 7.1): its SASRec column was trained with BPR and one negative. Two cells there repeat
+# docs/method.md §9.4): its SASRec column was trained with BPR and one negative. Two cells there repeat
 # the HR@5 value and look like typos; they are left out (None).
 FOLLOW_UP = {
     "Beauty": {"SASRec (BPR)": (0.0365, 0.0627, 0.0236, 0.0281), "CL4SRec": (0.0401, 0.0683, 0.0223, 0.0317),
@@ -157,7 +158,8 @@ def backbone_table(pairs: list[tuple[dict, dict]], user_ranks, metrics=("HR@5", 
             cmp = paired([b for b, _ in mine], [r for _, r in mine], m, user_ranks)
             rows.append({"dataset": dataset, "backbone": backbone, "metric": m, "seeds": len(mine),
                          **{k.replace("augmented", "+RaSeRec"): v for k, v in cmp.items()}})
-    return pd.DataFrame(rows)
+    return table_of(rows, ("dataset", "backbone", "metric", "seeds", "alone", "alone std", "+RaSeRec",
+                           "+RaSeRec std", "improvement %", "seeds improved", "p (paired)"))
 
 
 def backbone_figure(table: pd.DataFrame, metric: str = "NDCG@10"):
@@ -165,6 +167,8 @@ def backbone_figure(table: pd.DataFrame, metric: str = "NDCG@10"):
     import matplotlib.pyplot as plt
 
     part_all = table[table["metric"] == metric]
+    if part_all.empty:
+        return empty_figure()
     names = list(dict.fromkeys(part_all["dataset"]))
     fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.4), squeeze=False)
     for ax, name in zip(axes[0], names):

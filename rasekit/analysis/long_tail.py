@@ -1,7 +1,7 @@
 """Long-tail analysis (the paper's Fig. 4): metrics per group of test instances, the groups formed by the
 training popularity of the target item (head to long tail) or by the length of the user's sequence.
 
-The paper's grouping is unknown (reference section 7.3); the kit's choice, each a parameter:
+The paper's grouping is unknown (docs/method.md §10.3 and §11.7); the kit's choice, each a parameter:
 * popularity = the item's interactions in the training part (each user's sequence without its last two
   items), so that the test never informs the groups;
 * `rule="interactions"` (default): groups of (nearly) equal numbers of test instances, cut between items

@@ -1,7 +1,7 @@
 """Robustness to noisy input sequences (notebook 05): trained models evaluated on test sequences with a
 share of their items replaced (or inserted) at random, at several noise ratios.
 
-The paper's protocol is unknown (reference section 7.5). The kit's choice, each a parameter:
+The paper's protocol is unknown (docs/method.md §10.5 and §11.9). The kit's choice, each a parameter:
 * test-time noise on the trained models (no retraining): the same seeded noisy sequences for every model
   and seed (`rasekit.data.noise`);
 * stage 2's memory bank built from the clean training sequences by default, or from equally noisy ones;

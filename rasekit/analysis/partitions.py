@@ -1,7 +1,7 @@
 """Memory-bank partition ablation (the paper's Fig. 5): a trained RaSeRec tested with one partition of its
 training memories removed, against the full bank ("All").
 
-The paper's partitions are unknown (reference sections 7.4 and 11). The kit's choice, each a parameter:
+The paper's partitions are unknown (docs/method.md §10.4 and §11.8). The kit's choice, each a parameter:
 * three dimensions, each cut into `n_parts` parts: the length of the memory's prefix (parts of about
   equal numbers of memories, uneven where lengths tie), the popularity of its target item (equal numbers
   of items, by quantiles of interactions per item) and the activity of its user (equal numbers of users,

@@ -41,7 +41,7 @@ def load_file(path: str | Path, max_len: int = 50, k: int = 5, name: str | None 
     reader = {".inter": read_inter, ".csv": read_ratings_csv}.get(suffix)
     if reader is None:
         raise ValueError(f"{path}: unknown format {path.suffix!r} (expected .txt, .inter or .csv)")
-    return _split(name, to_sequences(reader(path), k=k, duplicates=duplicates), max_len, users)
+    return _split(name, to_sequences(reader(path), k=k, duplicates=duplicates, path=path), max_len, users)
 
 
 __all__ = ["DATASETS", "ChecksumError", "DataFormatError", "DataUnavailableError", "Instances",

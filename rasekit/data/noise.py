@@ -1,5 +1,5 @@
 """Noisy input sequences, for the robustness analysis (notebook 05; the paper's noise study, whose exact
-protocol is unknown: reference section 7.5).
+protocol is unknown: docs/method.md §10.5 and §11.9).
 
 A noise setting perturbs exactly round(ratio x real items) positions of a set of instances, chosen
 uniformly among all their real items (never the padding), with a generator seeded by the setting alone,

@@ -27,12 +27,14 @@ def k_core(frame: pd.DataFrame, k: int = 5) -> pd.DataFrame:
 DUPLICATES = ("keep", "drop")
 
 
-def to_sequences(frame: pd.DataFrame, k: int = 5, duplicates: str = "keep") -> dict[int, list[int]]:
+def to_sequences(frame: pd.DataFrame, k: int = 5, duplicates: str = "keep",
+                 path=None) -> dict[int, list[int]]:
     """Interactions (user, item, timestamp) -> {user id: [item ids by time]} with ids re-indexed from 1.
 
     A (user, item) pair that occurs more than once is kept by default, every occurrence an interaction
     that counts toward the k-core (a repeat purchase is a real event); `duplicates="drop"` keeps only
-    its earliest occurrence. Either way the count is reported, never silently applied."""
+    its earliest occurrence. Either way the count is reported, never silently applied. `path`: the file
+    the interactions come from, for messages."""
     if duplicates not in DUPLICATES:
         raise SettingsError(f"duplicates={duplicates!r} is not allowed: expected one of {DUPLICATES}")
     repeated = frame.duplicated(["user", "item"])
@@ -45,7 +47,8 @@ def to_sequences(frame: pd.DataFrame, k: int = 5, duplicates: str = "keep") -> d
                       f"(duplicates={duplicates!r})")
     frame = k_core(frame, k)
     if frame.empty:
-        raise DataFormatError(f"no interactions survive {k}-core filtering")
+        raise DataFormatError(f"{path or 'the data'}: no interactions survive {k}-core filtering (every user "
+                              f"and item needs at least {k} interactions)")
     # Users in order of first appearance, each user's items by time; the sorts are stable, so equal
     # timestamps keep the file order (as S3-Rec's data_process.py and RecBole do).
     frame = frame.assign(_user=pd.factorize(frame["user"])[0])

@@ -25,6 +25,8 @@ def _open_nonempty(path: Path):
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such data file")
+    if path.is_dir():
+        raise DataFormatError(f"{path}: is a directory, not a data file")
     if path.stat().st_size == 0:
         raise DataFormatError(f"{path}: file is empty")
     return path

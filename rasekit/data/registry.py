@@ -80,6 +80,8 @@ def sha256_of(path: Path) -> str:
 
 
 def verify(path: Path, spec: DataFile) -> None:
+    if path.is_dir():
+        raise ChecksumError(f"{path}: is a directory, expected the data file {spec.name}")
     size = path.stat().st_size
     if size != spec.size:
         raise ChecksumError(f"{path}: size {size} bytes, expected {spec.size} for {spec.name}")

@@ -56,9 +56,19 @@ def resolve(dataset: str | Path | Source) -> Source:
         if path.suffix.lower() not in FILE_FORMATS or not path.is_file():
             raise registry.UnknownDatasetError(
                 f"{unknown}; or the path of a data file ({', '.join(FILE_FORMATS)}), which {dataset!r} is not"
-                + ("" if path.suffix.lower() not in FILE_FORMATS else " (no such file)")) from None
+                + _why_not_a_file(str(dataset))) from None
         name = path.stem + (" (own file)" if path.stem in registry.DATASETS else "")
         return Source(name, path.resolve(), registry.sha256_of(path))
+
+
+def _why_not_a_file(given: str) -> str:
+    """Why `given`, which names no registered dataset, names no data file either (for the message)."""
+    path = Path(given).expanduser()
+    if not given.strip():
+        return " (it is empty)"
+    if path.is_dir():
+        return " (it is a directory)"
+    return " (no such file)" if path.suffix.lower() in FILE_FORMATS else ""
 
 
 def of_config(config: dict) -> Source:

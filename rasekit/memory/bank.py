@@ -1,7 +1,7 @@
 """The memory bank of stage 2: (user representation of a prefix -> embedding of its next item) pairs,
 indexed with FAISS and searched with the official same-user filter.
 
-Facts from the official code (reference §4.3-4.4):
+Facts from the official code (docs/method.md §5.1-5.4):
 * key = the frozen encoder's raw (un-normalised) representation of a training prefix, value = the item
   embedding of its target; metadata = user and prefix length after the 50-cap;
 * the index holds L2-normalised copies of the keys (inner product = cosine): IVF-Flat, nlist 128, nprobe 1;

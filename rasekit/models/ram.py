@@ -1,5 +1,5 @@
 """The Retrieval-Augmented Module (RAM): dual-channel multi-head cross-attention over K retrieved
-memories (reference §4.5).
+memories (docs/method.md §6).
 
     CA(q, K, V)  = Dropout(concat_i[ Dropout(softmax((q Wq_i + bq_i)(K Wk_i + bk_i)^T / (sqrt(d_h) tau)))
                                       (V Wv_i + bv_i) ] Wo + bo)

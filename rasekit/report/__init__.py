@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from rasekit.runs import paths
+from rasekit.runs import atomic, paths
 
 
 def style() -> None:
@@ -20,7 +20,7 @@ def style() -> None:
 
 
 def _write_provenance(path: Path, provenance: dict) -> None:
-    path.write_text(json.dumps(provenance, indent=1, sort_keys=True, default=str))
+    atomic.write_text(path, json.dumps(provenance, indent=1, sort_keys=True, default=str))
 
 
 def _saved(folder: Path, name: str, suffixes: str) -> None:
@@ -36,7 +36,8 @@ def save_figure(fig, name: str, profile: str, provenance: dict) -> None:
     folder = paths.figures_dir(profile)
     folder.mkdir(parents=True, exist_ok=True)
     for path in (folder / f"{name}.png", folder / f"{name}.pdf"):
-        fig.savefig(path)
+        with atomic.replacing(path) as fh:
+            fig.savefig(fh, format=path.suffix[1:])
     _write_provenance(folder / f"{name}.provenance.json", {"profile": profile, **provenance})
     _saved(folder, name, "png,pdf")
 
@@ -48,10 +49,10 @@ def save_table(table: pd.DataFrame, name: str, profile: str, provenance: dict,
     folder = paths.tables_dir(profile)
     folder.mkdir(parents=True, exist_ok=True)
     out = [folder / f"{name}.csv", folder / f"{name}.md", folder / f"{name}.tex"]
-    table.to_csv(out[0], index=False, float_format=float_format)
-    out[1].write_text(_markdown(table, float_format))
-    out[2].write_text(table.to_latex(index=False, float_format=float_format.__mod__, escape=True) if latex is None
-                      else latex.to_latex(index=False, escape=False))
+    atomic.write_text(out[0], table.to_csv(index=False, float_format=float_format))
+    atomic.write_text(out[1], _markdown(table, float_format))
+    atomic.write_text(out[2], table.to_latex(index=False, float_format=float_format.__mod__, escape=True)
+                      if latex is None else latex.to_latex(index=False, escape=False))
     _write_provenance(folder / f"{name}.provenance.json", {"profile": profile, **provenance})
     _saved(folder, name, "csv,md,tex")
 

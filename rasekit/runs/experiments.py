@@ -22,10 +22,10 @@ from rasekit.runs.provenance import git_commit, record as provenance
 from rasekit.evaluate import metrics, target_ranks
 from rasekit.stages.loop import TrainConfig, check_shapes, fit, load_checkpoint
 
-# Official settings (reference sections 4.1, 4.2 and 5); `full` uses them as they are.
+# Official settings (docs/method.md §4 and §8.1); `full` uses them as they are.
 PRETRAIN = {"epochs": 100, "batch_size": 256, "lr": 1e-3, "weight_decay": 0.0, "patience": 10,
             "valid_metric": "MRR@10", "valid_decimals": 4}
-# Official fine-tuning settings (reference sections 4.5, 4.6 and 8.2).
+# Official fine-tuning settings (docs/method.md §7.1 and §8.2).
 FINETUNE = {"epochs": 100, "batch_size": 1024, "lr": 1e-3, "weight_decay": 0.0, "patience": 10,
             "valid_metric": "HR@10", "valid_decimals": 4}
 RAM = {"k": 20, "alpha": 0.5, "beta": 1.0, "tau": 1.0, "dropout": 0.5, "index": "ivf", "nlist": 128,
@@ -161,9 +161,7 @@ def loaded_again(config: dict) -> bool:
 
 def _finish(key, config, name, prof, result, device, wall, commit, task, meta) -> dict:
     """Store a finished run: ranks, weights (for profiles whose models are loaded again), then the record."""
-    paths.ranks_dir().mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(paths.ranks_dir() / f"{key}.npz", test=result["test_ranks"].astype(np.int32),
-                        valid=result["valid_ranks"].astype(np.int32))
+    ranks_file = store.save_ranks(key, {"test": result["test_ranks"], "valid": result["valid_ranks"]})
     kept = None
     if task is not None and prof.name in store.KEEP_WEIGHTS and loaded_again(config):  # best epoch's weights
         kept = store.export_weights(key, meta, {k: v.cpu() for k, v in task.model.state_dict().items()})
@@ -171,7 +169,7 @@ def _finish(key, config, name, prof, result, device, wall, commit, task, meta) -
            "seed": config["seed"], "profile": prof.name, "config": config,
            "metrics": result["metrics"], "valid_metrics": result["valid_metrics"],
            "best_epoch": result["best_epoch"], "epochs_run": result["epochs_run"],
-           "history": result["history"], **({"weights": kept} if kept else {}),
+           "history": result["history"], "ranks": ranks_file, **({"weights": kept} if kept else {}),
            "provenance": provenance([sources.of_config(config)], device=device, wall_time_s=wall, commit=commit,
                                     train_seconds=round(result["train_seconds"], 1), **_resumed(result))}
     ledger.put(rec)
@@ -211,6 +209,8 @@ def check_partition(partition: dict | None) -> dict | None:
             settings.integer(name, value, 0)
         elif value is not None:  # popularity and activity bounds are quantiles (items, users)
             settings.real(name, value, 0, 1)
+    if spec.get("lower") is not None and spec.get("upper") is not None and spec["lower"] > spec["upper"]:
+        raise settings.SettingsError(f"partition={partition!r} is not allowed: expected lower <= upper")
     return partition
 
 
@@ -364,12 +364,8 @@ def load_pretrained(record: dict, device=None, checkpoint: str = "best.pt"):
 
 def ranks(record: dict, part: str = "test", root: Path | None = None) -> np.ndarray:
     """Per-instance ranks of a finished run (for group metrics and paired tests), from the store under
-    `root` (default: the user's own)."""
-    path = paths.ranks_dir(root) / f"{record['key']}.npz"
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: per-instance ranks of run {record['key']} are missing; rerun it")
-    with np.load(path) as saved:
-        return saved[part].astype(np.int64)
+    `root` (default: the user's own), checked against the record (`store.ranks_path`)."""
+    return store.load_ranks(record, part, root)
 
 
 def dataset_statistics(names) -> "pd.DataFrame":

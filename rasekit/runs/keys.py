@@ -14,12 +14,12 @@ otherwise it is marked as an exact-rule run (valid_decimals None), which gives i
 from __future__ import annotations
 
 import json
-import shutil
+import time
 from pathlib import Path
 
 import torch
 
-from rasekit.runs import ledger, paths
+from rasekit.runs import atomic, ledger, paths, store
 from rasekit.runs.provenance import config_hash
 
 SCHEMA = 2
@@ -68,33 +68,95 @@ def migrate(root: Path | None = None, cache: Path | None = None, log=print,
     """Rename every run under `root` (default: the user's own) whose key is not its schema-2 key, with its
     ranks, weights (their meta rewritten, the record's sha256 updated) and, with `checkpoints`, this
     machine's checkpoints under `cache` (default: paths.runs_dir()). A stage-2 run follows its stage-1
-    run's new key, a variant its parent's. Idempotent; returns {old key: new key}."""
+    run's new key, a variant its parent's. A run is never renamed over another run's record: it is left
+    as it is, and said so. A record written before ranks were hashed gets the sha256 of its ranks, once
+    they give its metrics. Idempotent; a kill at any point leaves a store that the same migration, run
+    again, completes. Returns {old key: new key}."""
     root = root or paths.output_dir()
     cache = (cache or paths.runs_dir()) if checkpoints else None
+    start = time.time()
+    store.sweep(root)
     renamed: dict[str, str] = {}
+    hashed = 0
     records = sorted(ledger.records(root), key=lambda r: STAGE_ORDER.get(r.get("stage"), 3))
+    before = _renamed_before(records)
     for record in records:
-        config = _stopping_rule(_follow(record["config"], renamed), record)
+        config = _stopping_rule(_follow(record["config"], {**before, **renamed}), record)
         new = run_key(config)
-        old = record["key"]
-        if new == old:
-            if config != record["config"]:  # the rule written down; same key, same files
-                ledger.put({**record, "config": config}, root)
-            continue
-        renamed[old] = new
-        record = {**record, "key": new, "config": config,
-                  "previous_keys": record.get("previous_keys", []) + [old]}
-        if "parent" in record:
-            record["parent"] = config["parent"]
-        if config.get("train", {}).get("valid_decimals", 4) is None and "valid_decimals" not in record["model"]:
-            record["model"] += " [valid_decimals=None]"  # as a run started with that setting is named
-        _move_files(root, cache, old, new, record)
-        ledger.put(record, root)
-        (paths.ledger_dir(root) / f"{old}.json").unlink()
-        log(f"{old} -> {new}  {record['model']} on {record['dataset']}, seed {record['seed']} ({record['profile']})")
+        if new != record["key"]:
+            if _rename(root, cache, record, config, new, log):
+                renamed[record["key"]] = new
+        elif config != record["config"] or "ranks" not in record:  # the rule, the ranks' sha256 written down
+            hashed += "ranks" not in record
+            ledger.put({**record, "config": config, "ranks": store.ranks_entry(record, root)}, root)
+    _remove_leftovers(root, start)
     if cache is not None:
         _move_unfinished(cache, [root, paths.reference_dir()], log)
+    if hashed:
+        log(f"{hashed} records under {root} now name the sha256 of their ranks")
     return renamed
+
+
+def _renamed_before(records: list[dict]) -> dict[str, str]:
+    """{old key: new key} of the runs an earlier migration renamed (one killed before it renamed the runs
+    that build on them), where no record holds the old key again (a run trained under it since)."""
+    held = {record["key"] for record in records}
+    return {old: record["key"] for record in records for old in record.get("previous_keys", []) if old not in held}
+
+
+def _rename(root: Path, cache: Path | None, record: dict, config: dict, new: str, log) -> bool:
+    """Move one run to its new key: its files copied under the new key, the new record, then the old
+    record and its files removed. False, and said so, if another run's record holds the new key."""
+    old = record["key"]
+    held = ledger.get(new, root)
+    if held is not None and old not in held.get("previous_keys", []):
+        log(f"{old} not renamed: its new key {new} is held by another record ({held['model']} on "
+            f"{held['dataset']}, seed {held['seed']}); delete one of the two records and migrate again")
+        return False
+    if held is None:  # else a migration killed after writing the new record: only removals are left
+        held = _renamed(root, record, config, new)
+        ledger.put(held, root)
+    if cache is not None:
+        _move_checkpoints(cache, old, new)
+    atomic.remove(paths.ledger_dir(root) / f"{old}.json")
+    _remove_files(root, old)
+    log(f"{old} -> {new}  {held['model']} on {held['dataset']}, seed {held['seed']} ({held['profile']})")
+    return True
+
+
+def _renamed(root: Path, record: dict, config: dict, new: str) -> dict:
+    """The record of a run under its new key, its ranks and weights (checked first) written under it."""
+    old = record["key"]
+    renamed = {**record, "key": new, "config": config, "previous_keys": record.get("previous_keys", []) + [old]}
+    if "parent" in record:
+        renamed["parent"] = config["parent"]
+    if config.get("train", {}).get("valid_decimals", 4) is None and "valid_decimals" not in record["model"]:
+        renamed["model"] += " [valid_decimals=None]"  # as a run started with that setting is named
+    ranks = atomic.copy(store.ranks_path(record, root), paths.ranks_dir(root) / f"{new}.npz")
+    renamed["ranks"] = store.file_entry(ranks, root)
+    if record.get("weights"):
+        source = store.weights_path(record, root)
+        if source is None:
+            raise FileNotFoundError(f"weights of run {old} are missing: {root / record['weights']['file']}")
+        state = torch.load(source, map_location="cpu", weights_only=True)
+        renamed["weights"] = store.export_weights(new, {**state["meta"], "key": new}, state["model"], root)
+    return renamed
+
+
+def _remove_files(root: Path, key: str) -> None:
+    atomic.remove(paths.ranks_dir(root) / f"{key}.npz")
+    atomic.remove(paths.weights_dir(root) / f"{key}.pt")
+
+
+def _remove_leftovers(root: Path, start: float) -> None:
+    """Files under a key that a record lists among its previous keys, which no record holds any more: a
+    migration killed between removing the old record and its files left them. A file written since this
+    migration started (a run under way) is left alone."""
+    held = {record["key"]: record for record in ledger.records(root)}
+    for old in {old for record in held.values() for old in record.get("previous_keys", [])} - set(held):
+        for path in (paths.ranks_dir(root) / f"{old}.npz", paths.weights_dir(root) / f"{old}.pt"):
+            if path.exists() and path.stat().st_mtime < start:
+                atomic.remove(path)
 
 
 def _move_unfinished(cache: Path, roots: list[Path], log) -> None:
@@ -127,28 +189,16 @@ def _follow(config: dict, renamed: dict[str, str]) -> dict:
     return config
 
 
-def _move_files(root: Path, cache: Path, old: str, new: str, record: dict) -> None:
-    ranks = paths.ranks_dir(root) / f"{old}.npz"
-    if ranks.exists():
-        ranks.rename(paths.ranks_dir(root) / f"{new}.npz")
-    if record.get("weights"):
-        from rasekit.runs import store
-        source = root / record["weights"]["file"]
-        state = torch.load(source, map_location="cpu", weights_only=True)
-        record["weights"] = store.export_weights(new, {**state["meta"], "key": new}, state["model"], root)
-        source.unlink()
-    if cache is not None:
-        _move_checkpoints(cache, old, new)
-
-
 def _move_checkpoints(cache: Path, old: str, new: str) -> bool:
-    """Move a run's checkpoint folder to its new key, the key inside each checkpoint too; False if there
-    is none to move (or the new one exists)."""
+    """Move a run's checkpoint folder to its new key, the key inside each checkpoint first (a kill between
+    the two leaves a folder that the next migration moves); False if there is none to move (or the new
+    one exists)."""
     from rasekit.stages.loop import save_atomic
     if not (cache / old).is_dir() or (cache / new).exists():
         return False
-    shutil.move(str(cache / old), str(cache / new))
-    for path in (cache / new).glob("*.pt"):
+    atomic.sweep(cache / old)
+    for path in (cache / old).glob("*.pt"):
         state = torch.load(path, map_location="cpu", weights_only=True)
         save_atomic({**state, "meta": {**state["meta"], "key": new}}, path)
+    atomic.rename(cache / old, cache / new)
     return True

@@ -6,8 +6,6 @@ overwrite the result of a full run (their configurations differ anyway, so they 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,7 +16,7 @@ except ImportError:  # Windows: no advisory locks; a single writer at a time is 
 
 import pandas as pd
 
-from rasekit.runs import paths
+from rasekit.runs import atomic, paths
 from rasekit.runs.profiles import PROFILE_ORDER
 
 LOCK = ".lock"
@@ -32,17 +30,48 @@ def _path(key: str, root: Path | None = None) -> Path:
     return paths.ledger_dir(root) / f"{key}.json"
 
 
-def _read(path: Path) -> dict:
+REQUIRED = ("key", "dataset", "model", "seed", "profile", "metrics", "provenance")
+FILE_ENTRY = ("file", "sha256", "bytes")  # a record's "ranks" and "weights": a stored file and its hash
+
+
+def _kind(value) -> str:
+    return {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean",
+            type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _malformed(record) -> str | None:
+    """What makes a parsed record unusable, or None."""
+    if not isinstance(record, dict):
+        return f"it is {_kind(record)}, not an object"
+    missing = [field for field in REQUIRED if field not in record]
+    if missing:
+        return f"it lacks {', '.join(map(repr, missing))}"
+    for field in ("metrics", "provenance"):
+        if not isinstance(record[field], dict):
+            return f"its {field!r} is {_kind(record[field])}, not an object"
+    for field in ("ranks", "weights"):  # optional
+        entry = record.get(field)
+        if entry and not (isinstance(entry, dict) and all(name in entry for name in FILE_ENTRY)):
+            return f"its {field!r} is not an object with {', '.join(FILE_ENTRY)}"
+    return None
+
+
+def read(path: Path) -> dict:
+    """A record file; refused, naming the file, if it is not JSON or not a well-formed record."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        record = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise LedgerError(f"{path}: corrupt ledger record ({err}); delete it to rerun that run") from None
+    problem = _malformed(record)
+    if problem:
+        raise LedgerError(f"{path}: not a ledger record: {problem}; delete it to rerun that run")
+    return record
 
 
 def get(key: str, root: Path | None = None) -> dict | None:
     """The record of run `key` in the ledger under `root` (default: the user's own), or None."""
     path = _path(key, root)
-    return _read(path) if path.exists() else None
+    return read(path) if path.exists() else None
 
 
 @contextmanager
@@ -70,9 +99,9 @@ def outranks(old: dict | None, new: dict) -> bool:
 def put(record: dict, root: Path | None = None) -> Path:
     """Write a record atomically into the ledger under `root` (default: the user's own). Refuses to
     replace a record of a larger profile."""
-    for field in ("key", "dataset", "model", "seed", "profile", "metrics", "provenance"):
-        if field not in record:
-            raise LedgerError(f"ledger record lacks {field!r}")
+    problem = _malformed(record)
+    if problem:
+        raise LedgerError(f"not a ledger record: {problem}")
     path = _path(record["key"], root)
     with _locked(path.parent):
         for stale in path.parent.glob(".*.tmp"):  # left by a killed writer: no writer is active now
@@ -81,14 +110,8 @@ def put(record: dict, root: Path | None = None) -> Path:
         if outranks(old, record):
             raise LedgerError(f"run {record['key']} already holds a {old['profile']} result; "
                               f"a {record['profile']} run may not overwrite it")
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(record, fh, indent=1, sort_keys=True)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic.replacing(path, text=True) as fh:
+            json.dump(record, fh, indent=1, sort_keys=True)
     return path
 
 
@@ -101,7 +124,7 @@ def records(root: Path | None = None) -> list[dict]:
     found, bad = [], []
     for path in sorted(folder.glob("*.json")):
         try:
-            found.append(_read(path))
+            found.append(read(path))
         except LedgerError as err:
             bad.append(str(err))
     if bad:

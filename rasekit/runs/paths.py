@@ -2,12 +2,20 @@
 import os
 from pathlib import Path
 
+from rasekit.settings import SettingsError
+
 REPO_ROOT = Path(__file__).resolve().parents[2]  # rasekit/runs/paths.py -> the repository
 
 
 def _env_path(name: str, default: Path | None) -> Path | None:
+    """The folder an environment variable names (one that does not exist yet is made when needed)."""
     value = os.environ.get(name)
-    return Path(value).expanduser().resolve() if value else default
+    if not value:
+        return default
+    path = Path(value).expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        raise SettingsError(f"{name}={value!r} is not allowed: expected a folder, and {path} is a file")
+    return path
 
 
 def data_dir() -> Path | None:
@@ -62,6 +70,12 @@ def executed_dir() -> Path:
     """Executed copies of the notebooks (batch runs): runs/executed/, or under a moved output root."""
     moved = _env_path("RASEKIT_OUTPUT", None)
     return (moved or REPO_ROOT / "runs") / "executed"
+
+
+def check_environment() -> None:
+    """Every location setting (RASEKIT_DATA_DIR, _CACHE, _DOWNLOADS, _REFERENCE, _OUTPUT), checked at once."""
+    for location in (data_dir, cache_dir, downloads_dir, reference_dir, output_dir):
+        location()
 
 
 def figures_dir(profile: str) -> Path:

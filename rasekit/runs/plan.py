@@ -15,10 +15,11 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 
-from rasekit.runs import experiments, ledger, paths, profiles
+from rasekit.runs import experiments, ledger, paths, profiles, sweeps
 from rasekit import settings
 from rasekit.data import registry, sources
 from rasekit.data.noise import RATIOS, training_noise
+from rasekit.runs import notebook_parameters
 from rasekit.runs.keys import run_key
 from rasekit.runs.provenance import device_name, processor
 from rasekit.runs.threads import choose as choose_threads
@@ -39,6 +40,7 @@ class Run:
     train: tuple = ()                 # training settings that differ, as sorted (name, value) pairs
     noise: tuple = ()                 # training-data noise, as sorted (name, value) pairs (both stages)
     base_train: tuple = ()            # stage 2: the training settings of the stage-1 run that differ
+    ram: tuple = ()                   # stage 2: the RAM settings that differ from the official ones
 
     def __post_init__(self):
         settings.choice("stage", self.stage, ("pretrain", "finetune"))
@@ -62,7 +64,7 @@ class Run:
                                                        train=dict(self.train), noise=self.noise_spec))
         base = {"key": self.base.key, **sources.resolve(self.dataset).config,
                 **({"noise": self.noise_spec} if self.noise_spec else {})}
-        return run_key(experiments.finetune_config(base, self.backbone, self.seed, prof,
+        return run_key(experiments.finetune_config(base, self.backbone, self.seed, prof, ram=dict(self.ram),
                                                        train=dict(self.train)))
 
     @property
@@ -77,7 +79,8 @@ class Run:
         return experiments.MODEL_NAMES.get((self.encoder, self.objective), f"{self.encoder}+{self.objective}")
 
     def label(self) -> str:
-        changed = experiments.variant_label({**dict(self.train), **experiments.noise_label(self.noise_spec)},
+        changed = experiments.variant_label({**dict(self.ram), **dict(self.train),
+                                             **experiments.noise_label(self.noise_spec)},
                                             {})  # e.g. " [valid_metric=NDCG@10]"
         return f"{self.model}{changed} on {self.dataset}, seed {self.seed} ({self.profile})"
 
@@ -92,7 +95,8 @@ class Run:
                                           **common)
         else:
             record = experiments.finetune(self.dataset, self.backbone, self.seed, self.profile,
-                                          pretrain_train=dict(self.base_train) or None, **common)
+                                          ram=dict(self.ram) or None, pretrain_train=dict(self.base_train) or None,
+                                          **common)
         if record is not None and need_weights and not experiments.loadable(record):  # only with reuse_only
             return None
         return record
@@ -232,10 +236,61 @@ def backbone_all(profile: str, datasets=None, seeds=None, baseline_seeds=None, b
     return [run for pair in backbone_runs(profile, datasets, seeds, baseline_seeds, backbones) for run in pair]
 
 
+def _stage2(profile: str, dataset: str, seed: int, ram: dict) -> Run:
+    return Run("finetune", dataset, seed, profile, backbone="duorec", ram=tuple(sorted(ram.items())))
+
+
+def _second_grid(profile: str, datasets, seeds, other_datasets):
+    """(datasets with every seed, other datasets with the first seed): by default the profile's first
+    dataset, and its others."""
+    prof = profiles.get(profile)
+    datasets = list(datasets or prof.datasets[:1])
+    others = list(prof.datasets[1:] if other_datasets is None else other_datasets)
+    return prof.name, datasets, list(seeds or prof.seeds), others
+
+
+def sensitivity_runs(profile: str, datasets=None, seeds=None, other_datasets=None,
+                     parameters=None) -> dict[tuple[str, str, object], list[Run]]:
+    """Notebook 08: RaSeRec on DuoRec at each point of each grid (`sweeps.grids`), by (dataset, parameter,
+    value); on `other_datasets` the first seed and `sweeps.SECOND_DATASET_PARAMETERS` only."""
+    profile, datasets, seeds, others = _second_grid(profile, datasets, seeds, other_datasets)
+    runs = {}
+    for name, values in sweeps.grids(profile, parameters).items():
+        places = [(d, seeds) for d in datasets] + [
+            (d, seeds[:1]) for d in others if name in sweeps.SECOND_DATASET_PARAMETERS]
+        for dataset, chosen in places:
+            for value in values:
+                runs[(dataset, name, value)] = [_stage2(profile, dataset, s, sweeps.change(name, value))
+                                                for s in chosen]
+    return runs
+
+
+def sensitivity_all(profile: str, datasets=None, seeds=None, other_datasets=None, parameters=None) -> list[Run]:
+    runs = sensitivity_runs(profile, datasets, seeds, other_datasets, parameters)
+    return list(dict.fromkeys(run for group in runs.values() for run in group))
+
+
+def ablation_runs(profile: str, datasets=None, seeds=None, other_datasets=None) -> dict[tuple[str, str], list[Run]]:
+    """Notebook 09: each row of `sweeps.ABLATION` by (dataset, row): the backbone alone (DuoRec) or RaSeRec
+    on it with the row's settings; `other_datasets` on the first seed."""
+    profile, datasets, seeds, others = _second_grid(profile, datasets, seeds, other_datasets)
+    runs = {}
+    for dataset, chosen in [(d, seeds) for d in datasets] + [(d, seeds[:1]) for d in others]:
+        for row, ram in sweeps.ABLATION.items():
+            stage2 = [_stage2(profile, dataset, s, ram or {}) for s in chosen]
+            runs[(dataset, row)] = [r.base for r in stage2] if ram is None else stage2
+    return runs
+
+
+def ablation_all(profile: str, datasets=None, seeds=None, other_datasets=None) -> list[Run]:
+    return [run for group in ablation_runs(profile, datasets, seeds, other_datasets).values() for run in group]
+
+
 NOTEBOOK_RUNS = {"01_main_results": main_results_all, "02_pretraining": pretraining_all,
                  "03_long_tail": long_tail_all, "04_memory_partitions": main_results_all,
                  "05_noise_robustness": noise_all, "06_comparison": comparison_all,
-                 "07_backbones": backbone_all}
+                 "07_backbones": backbone_all, "08_sensitivity": sensitivity_all,
+                 "09_ablation": ablation_all}
 
 
 # Notebooks that load trained models again (not only their ranks), and the stage whose weights they need.
@@ -275,6 +330,7 @@ def build(profile: str, notebooks=None, parameters: dict | None = None) -> dict[
     unknown = [n for n in names if n not in NOTEBOOK_RUNS]
     if unknown:
         raise ValueError(f"no run list for notebook(s) {unknown}; notebooks that train: {list(NOTEBOOK_RUNS)}")
+    notebook_parameters.check(names, parameters, profiles.get(profile).name)
     runs, loaded = [], set()
     for name in names:
         runs_of = NOTEBOOK_RUNS[name]

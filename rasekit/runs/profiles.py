@@ -20,7 +20,7 @@ class Profile:
     finetune: dict = field(default_factory=dict)   # overrides of the stage-2 training settings
     stats_datasets: tuple[str, ...] = ALL_DATASETS
     # datasets of the comparison tables (notebooks 06 and 07): Toys stands in for the paper's probable
-    # third dataset, Amazon Clothing, which has no offline copy (reference section 7.1)
+    # third dataset, Amazon Clothing, which has no offline copy (docs/method.md §2.1 and §11.1)
     comparison_datasets: tuple[str, ...] = ("Beauty",)
 
 
@@ -41,7 +41,16 @@ class UnknownProfileError(ValueError):
 
 def get(name: str | None = None) -> Profile:
     """A profile by name; None reads RASEKIT_PROFILE (default: "default"; test.sh sets smoke)."""
-    name = name or os.environ.get("RASEKIT_PROFILE", "default")
+    name = from_environment() if name is None else name
     if name not in PROFILES:
         raise UnknownProfileError(f"unknown profile {name!r}; known profiles: {', '.join(PROFILE_ORDER)}")
     return PROFILES[name]
+
+
+def from_environment() -> str:
+    """The profile RASEKIT_PROFILE names ("default" when it is unset or empty), checked."""
+    name = os.environ.get("RASEKIT_PROFILE") or "default"
+    if name not in PROFILES:
+        raise UnknownProfileError(f"RASEKIT_PROFILE={name!r} is not allowed: expected one of "
+                                  f"{', '.join(PROFILE_ORDER)}")
+    return name

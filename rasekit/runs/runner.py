@@ -6,19 +6,22 @@ import datetime as dt
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 
 from rasekit import settings
-from rasekit.runs import paths, profiles
+from rasekit.runs import atomic, notebook_files, notebook_parameters, paths, profiles
 from rasekit.runs.provenance import git_commit, versions
 
 NOTEBOOKS = paths.REPO_ROOT / "notebooks"
 
 
 def notebook_paths(names=None) -> list[Path]:
+    """The notebooks named (any NN_name.ipynb), or by default the kit's own: a copy or a scratch notebook
+    saved beside them runs only when named."""
     found = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
     if not names:
-        return found
+        return notebook_files.kit_notebooks()
     by_name = {p.stem: p for p in found} | {p.name: p for p in found}
     missing = [n for n in names if n not in by_name]
     if missing:
@@ -33,13 +36,16 @@ def run_batch(profile: str = "default", notebooks=None, out_root: Path | None = 
     store and every table sets them beside the reference. With `workers`, the notebooks' training runs
     are first trained by the plan, that many side by side (a notebook trains one run at a time); a failed
     run stops the batch before any notebook. With `reference`, nothing is trained: the committed tables
-    and figures are rebuilt from the reference's runs alone."""
-    import papermill
-
+    and figures are rebuilt from the reference's runs alone. The folder's manifest says "complete": false,
+    and which notebook is running, until every notebook has run."""
     prof = profiles.get(profile)
     sources = notebook_paths(notebooks)  # an unknown name is refused before the run folder exists
     if workers is not None:
         settings.integer("workers", workers, 0)
+    notebook_parameters.check([s.stem for s in sources], parameters, prof.name)
+    if reference and (parameters or {}).get("reuse_only") is False:
+        raise settings.SettingsError("reuse_only=False is not allowed: expected true or none with --reference, "
+                                     "which trains nothing")
     if reference:  # the kernels inherit the environment: point their output at the reference
         saved = os.environ.get("RASEKIT_OUTPUT")
         os.environ["RASEKIT_OUTPUT"] = str(paths.reference_dir())
@@ -55,7 +61,8 @@ def run_batch(profile: str = "default", notebooks=None, out_root: Path | None = 
     out.mkdir(parents=True, exist_ok=False)
     parameters = {"profile": prof.name, **(parameters or {})}
     manifest = {"profile": prof.name, "parameters": parameters, "output": str(paths.output_dir()),
-                "git_commit": git_commit(), "versions": versions(), "notebooks": []}
+                "git_commit": git_commit(), "versions": versions(), "complete": False, "notebooks": []}
+    _write_manifest(out, manifest)
     for source in sources:
         if parameters.get("reuse_only") and not _has_inputs(source.stem, prof.name, parameters):
             print(f"[batch] {source.name} skipped: none of its runs of profile {prof.name} has trained weights "
@@ -65,14 +72,37 @@ def run_batch(profile: str = "default", notebooks=None, out_root: Path | None = 
             continue
         print(f"[batch] {source.name} (profile {prof.name})", flush=True)
         start = time.perf_counter()
-        papermill.execute_notebook(str(source), str(out / source.name), parameters=_accepted(source, parameters),
-                                   cwd=str(NOTEBOOKS), progress_bar=False, log_output=False)
+        _write_manifest(out, {**manifest, "running": source.name})
+        _execute(source, out / source.name, _accepted(source, parameters))
         manifest["notebooks"].append({"name": source.name,
                                       "wall_time_s": round(time.perf_counter() - start, 1)})
-        (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        _write_manifest(out, manifest)
+    _write_manifest(out, {**manifest, "complete": True})
     print(f"[batch] executed notebooks in {out}; figures in {paths.figures_dir(prof.name)}; "
           f"tables in {paths.tables_dir(prof.name)}")
     return out
+
+
+def _write_manifest(out: Path, manifest: dict) -> None:
+    atomic.write_text(out / "manifest.json", json.dumps(manifest, indent=1))
+
+
+def _execute(source: Path, target: Path, parameters: dict) -> None:
+    """Execute a notebook into a temporary name that becomes `target` once papermill is done, so a folder
+    never holds half a notebook; a notebook whose cell failed is kept too, showing the error."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    failure = None
+    with atomic.produced(target) as tmp, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The specified file .* does not end in")  # the ".tmp"
+        try:
+            papermill.execute_notebook(str(source), str(tmp), parameters=parameters, cwd=str(NOTEBOOKS),
+                                       progress_bar=False, log_output=False)
+        except PapermillExecutionError as err:
+            failure = err
+    if failure is not None:
+        raise failure
 
 
 def train_first(profile: str, notebooks: list[str], parameters: dict, workers: int) -> None:
@@ -100,12 +130,9 @@ def _has_inputs(notebook: str, profile: str, parameters: dict) -> bool:
     from rasekit.runs import plan
     if notebook not in plan.NEEDS_WEIGHTS:
         return True
-    return bool(plan.reusable_runs(profile, notebook, parameters))
+    return bool(plan.reusable_runs(profile, notebook, notebook_parameters.of(notebook, parameters)))
 
 
 def _accepted(source: Path, parameters: dict) -> dict:
-    """The parameters a notebook declares (papermill warns about the others)."""
-    import papermill
-
-    declared = {p for p in papermill.inspect_notebook(str(source))}
-    return {k: v for k, v in parameters.items() if k in declared}
+    """The parameters a notebook declares (`run_batch` has refused any that none of its notebooks does)."""
+    return notebook_parameters.of(source.stem, parameters)

@@ -16,22 +16,30 @@ from __future__ import annotations
 import fcntl
 import os
 import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
+from rasekit import settings
 from rasekit.runs import paths
 
 SAMPLE_S = 0.2  # how long the machine is watched before a run starts
+THREADS_MAX = 256  # beyond any machine here: a larger count is a typo, not a setting
 GRACE_S = 60.0  # a run's threads show in the load within this time (imports, data, first batches)
 
 
 def fixed_by_user() -> int | None:
-    """The thread count the user set, if any."""
-    for name in ("RASEKIT_THREADS", "OMP_NUM_THREADS"):
-        value = os.environ.get(name, "")
-        if value.strip().isdigit() and int(value) > 0:
-            return int(value)
-    return None
+    """The thread count the user set, if any: RASEKIT_THREADS, whose wrong value is an error, else
+    OMP_NUM_THREADS, which other tools set too (also in forms such as "4,2"): a value of it that is not
+    a count is ignored, with a warning."""
+    fixed = settings.environment_integer("RASEKIT_THREADS", 1, THREADS_MAX)
+    if fixed is not None:
+        return fixed
+    try:
+        return settings.environment_integer("OMP_NUM_THREADS", 1, THREADS_MAX)
+    except settings.SettingsError as err:
+        warnings.warn(f"{err}; ignored: the kit chooses the thread count (set RASEKIT_THREADS to fix it)")
+        return None
 
 
 def cores() -> int:

@@ -10,10 +10,8 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 
-import numpy as np
-
 from rasekit.data import sources
-from rasekit.runs import experiments, ledger, paths, profiles
+from rasekit.runs import experiments, ledger, profiles, store
 from rasekit import settings
 from rasekit.evaluate import metrics
 from rasekit.data.noise import Noise, noisy_data
@@ -111,17 +109,17 @@ def evaluate(parent: dict, variant: TestVariant, device=None, log=print) -> dict
         data = noisy_data(data, variant.noise)
     start, commit = time.perf_counter(), git_commit()
     with threads.limited() as count:  # the cores other runs leave free, as a training run takes them
-        task = _stage2_task(parent, variant, data, device) if stage == "finetune" else \
+        task = trained_task(parent, variant, data, device) if stage == "finetune" else \
             PretrainTask(experiments.load_pretrained(parent, device), None, data, device)
         ranks = evaluate_part(task, "test", chunk=1024)
         name = parent["model"] + " @test " + ", ".join(f"{k}={_short(v)}" for k, v in sorted(variant.changes().items()))
         log(f"evaluated {name} in {time.perf_counter() - start:.1f} s ({count} thread{'s' if count > 1 else ''})")
         prov = provenance([sources.of_config(parent["config"])], device=device, commit=commit,
                                  wall_time_s=time.perf_counter() - start)
-    paths.ranks_dir().mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(paths.ranks_dir() / f"{key}.npz", test=ranks.astype(np.int32))
+    ranks_file = store.save_ranks(key, {"test": ranks})
     rec = {"key": key, "stage": "variant", "dataset": parent["dataset"], "model": name, "seed": parent["seed"],
            "profile": parent["profile"], "parent": parent["key"], "config": config, "metrics": metrics(ranks),
+           "ranks": ranks_file,
            **({"bank_size": len(task.bank)} if stage == "finetune" else {}),
            "provenance": prov}
     ledger.put(rec)
@@ -135,7 +133,7 @@ def _short(value) -> str:
     return str(value)
 
 
-def _stage2_task(parent: dict, variant: TestVariant, data, device):
+def trained_task(parent: dict, variant: TestVariant, data, device):
     """The parent's RaSeRecTask under the variant's retrieval changes, its trained RAM loaded, the
     test-time bank ready."""
     from rasekit.stages.finetuning import RaSeRecTask

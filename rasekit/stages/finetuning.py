@@ -1,4 +1,4 @@
-"""Stage 2, retrieval-augmented fine-tuning, as a `Task` of the training loop (reference §4.6).
+"""Stage 2, retrieval-augmented fine-tuning, as a `Task` of the training loop (docs/method.md §7.1).
 
 The encoder and item embeddings are frozen and the encoder runs without dropout, so every query h and
 the memory bank are fixed. Each instance's query and filtered neighbour list are therefore computed
