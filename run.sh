@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The main job: set up (first run only), then execute every notebook with papermill on the default
-# dataset (Beauty). Your runs, tables and figures land in runs/own/, beside the committed reference.
-#   ./run.sh                        default profile (tens of minutes on a laptop CPU)
-#   ./run.sh full                   the paper's protocol (hours on a CPU; use a GPU)
+# The main job: set up (first run only), then execute the paper's notebooks with papermill on Beauty.
+# Your runs, tables and figures land in runs/own/, beside the committed reference.
+#   ./run.sh                        default profile: you train stage 2 (RaSeRec, official settings) on the
+#                                   reference's stage-1 models, taken from it checked; tens of minutes
+#   ./run.sh default 08_sensitivity a notebook the default batch leaves out, by name
+#   ./run.sh full                   the paper's whole protocol from scratch (hours on a CPU; use a GPU)
 #   ./run.sh default --reference    train nothing: rebuild the committed tables from the reference runs
 set -euo pipefail
 cd "$(dirname "$0")"

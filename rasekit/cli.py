@@ -192,7 +192,8 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("batch", help="run the notebooks with papermill into runs/executed/<time>-<profile>/")
     p.add_argument("--profile", default=None, help=profile_help)
-    p.add_argument("notebooks", nargs="*", help="notebook names (default: all in notebooks/)")
+    p.add_argument("notebooks", nargs="*", help="notebook names (default: the profile's; default runs those of "
+                                                "the paper's tables and figures, 00 to 07, the others all)")
     p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="notebook parameter, VALUE as JSON (e.g. -p seeds '[1, 2]')")
     p.add_argument("--reference", action="store_true",
@@ -223,7 +224,8 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plan", help="the training runs the notebooks need (graph, status, estimated CPU "
                                     "time); --run runs the missing ones")
     p.add_argument("--profile", default=None, help=profile_help)
-    p.add_argument("notebooks", nargs="*", help="notebook names (default: every notebook that trains)")
+    p.add_argument("notebooks", nargs="*", help="notebook names (default: every notebook that trains, of those "
+                                                "the profile's batch runs)")
     p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="notebook parameter that changes the runs, e.g. -p seeds '[1]'")
     p.add_argument("--run", action="store_true", help="execute the runs the ledger lacks")

@@ -121,7 +121,8 @@ def test_versus_reference_gives_a_verdict_per_run(tmp_kit, monkeypatch):
             {**record(key="s3", hr=0.099), "seed": 3}, {**record(key="new", hr=0.08), "seed": 4}]
     table = compare.versus_reference(mine)
     verdicts = table.groupby("seed")["verdict"].first().to_dict()
-    assert verdicts == {1: "same numbers", 2: "within seed spread", 3: "off", 4: "no reference run"}
+    assert verdicts == {1: "same numbers", 2: "within seed spread", 3: "off, by up to 0.0150 (standard deviation "
+                        "over the reference's seeds: 0.0020)", 4: "no reference run"}
     assert (table.loc[table["metric"] == "HR@10", "paper"] == 0.0834).all()  # DuoRec on Beauty, as reported
     single = {**record(key="one", hr=0.08), "model": "GRU4Rec"}  # the reference's only GRU4Rec seed
     ledger.put(single, paths.reference_dir())
@@ -129,6 +130,17 @@ def test_versus_reference_gives_a_verdict_per_run(tmp_kit, monkeypatch):
     assert judged["verdict"].iloc[0] == "differs (one reference seed), by up to 0.0001"
     monkeypatch.setenv("RASEKIT_OUTPUT", str(tmp_kit["reference"]))
     assert compare.versus_reference(mine) is None  # rebuilding the reference: nothing to compare
+
+
+def test_a_default_run_is_judged_by_the_spread_of_the_full_runs_whose_key_it_shares(tmp_kit, monkeypatch):
+    monkeypatch.setenv("RASEKIT_REFERENCE", str(tmp_kit["reference"]))
+    for seed, hr in [(1, 0.080), (2, 0.082), (3, 0.084)]:
+        ledger.put({**record(key=f"s{seed}", hr=hr), "seed": seed}, paths.reference_dir())
+    ledger.put({**record(key="old", hr=0.03), "profile": "default"}, paths.reference_dir())  # another configuration
+    mine = {**record(key="s1", hr=0.081), "profile": "default"}  # trained as full trains: the full run's key
+    table = compare.versus_reference([mine])
+    assert table["verdict"].iloc[0] == "within seed spread"
+    assert table.loc[table["metric"] == "HR@10", "reference spread"].iloc[0] == pytest.approx(0.002)
 
 
 def test_batch_reference_trains_nothing_and_writes_into_the_reference(tmp_kit, monkeypatch):

@@ -3,7 +3,9 @@
 A run's configuration (dataset, user sample, encoder, objective, training settings, seed) is hashed;
 the hash names its ledger record (metrics and provenance, under results/ledger) and its run folder
 (checkpoints and per-instance ranks, under the cache). Asking for a run that is in the ledger returns
-the record instead of training again; an interrupted run resumes from its last checkpoint."""
+the record instead of training again; an interrupted run resumes from its last checkpoint. Under a profile
+that takes stage 1 from the reference (`default`), a stage-1 run or training-free baseline that the user's
+store lacks is copied from the reference, checked and marked, instead of trained (`from_reference`)."""
 from __future__ import annotations
 
 import time
@@ -121,7 +123,8 @@ def pretrain(dataset: str = "Beauty", encoder: str = "sasrec", objective: str = 
     config = pretrain_config(dataset, encoder, objective, seed, prof, encoder_params, objective_params, train,
                              noise)
     key = run_key(config)
-    done, cached = _reusable(key, need_checkpoint, reuse_only, log)
+    _take_from_reference(config, key, prof, need_checkpoint and loaded_again(config), reuse_only, log)
+    done, cached = _reusable(key, prof, need_checkpoint, reuse_only, log)
     if done:
         return cached
     data = load_data(config, prof)
@@ -139,11 +142,61 @@ def pretrain(dataset: str = "Beauty", encoder: str = "sasrec", objective: str = 
     return _finish(key, config, name, prof, result, device, time.perf_counter() - start, commit, task, meta)
 
 
-def _reusable(key: str, need_checkpoint: bool, reuse_only: bool, log) -> tuple[bool, dict | None]:
-    """(whether to stop here, the ledger record to return). A run in the ledger is reused; one whose
-    weights are needed but not here is trained again with its recorded settings (and says so), unless
-    `reuse_only`, which never trains."""
-    cached = ledger.get(key)
+def held(key: str, prof: profiles.Profile) -> dict | None:
+    """The user's record of run `key` that a run of `prof` may reuse. A profile that trains everything
+    itself (`full`) does not reuse a run taken from the reference, nor one trained under a profile that
+    takes stage 1 from there (a stage-2 run of it sits on the reference's encoder): it trains its own,
+    which replaces that record."""
+    record = ledger.get(key)
+    if record is None or prof.from_reference:
+        return record
+    made_of_reference = record.get("adopted") or getattr(profiles.PROFILES.get(record["profile"]),
+                                                         "from_reference", False)
+    return None if made_of_reference else record
+
+
+def from_reference(config: dict, key: str, prof: profiles.Profile) -> dict | None:
+    """The reference's record that `prof` takes instead of training run `key` (configuration `config`):
+    under a profile that takes stage 1 from the reference, a stage-1 run or training-free baseline the
+    reference holds, with its weights where the run is loaded again (stage 2 loads a backbone). None
+    otherwise, and when the output root is the reference itself."""
+    if not prof.from_reference or config["stage"] not in ("pretrain", "baseline") or paths.is_reference():
+        return None
+    record = ledger.get(key, paths.reference_dir())
+    if record is None or (config["stage"] == "pretrain" and loaded_again(config) and not record.get("weights")):
+        return None
+    return record
+
+
+def _take_from_reference(config: dict, key: str, prof: profiles.Profile, need_weights: bool, reuse_only: bool,
+                         log) -> None:
+    """Copy run `key` from the reference into the user's store, if `prof` takes it from there
+    (`from_reference`) and the store lacks it, or holds it taken from the reference without the weights
+    that are needed now. Its files are checked against their sha256 first: a changed one is refused by
+    name (`store.adopt`). A run the reference lacks is trained here, and said so."""
+    if not prof.from_reference or paths.is_reference():
+        return
+    mine = ledger.get(key)
+    if mine is not None and not (mine.get("adopted") and need_weights and not has_weights(mine)):
+        return
+    record = from_reference(config, key, prof)
+    if record is None:
+        if not reuse_only:
+            log(f"the reference does not hold run {key} (or not with the weights stage 2 loads): training it here")
+        return
+    record = store.adopt(record)
+    seed = "" if config["stage"] == "baseline" else f" seed {record['seed']}"
+    log(f"taken from the reference, not trained here: {record['model']} on {record['dataset']}{seed} ({key}, its "
+        f"{record['profile']} run of commit {record['adopted']['commit'][:8]}), ranks"
+        f"{' and weights' if record.get('weights') else ''} checked against their sha256")
+
+
+def _reusable(key: str, prof: profiles.Profile, need_checkpoint: bool, reuse_only: bool,
+              log) -> tuple[bool, dict | None]:
+    """(whether to stop here, the ledger record to return). A run in the ledger is reused (`held`); one
+    whose weights are needed but not here is trained again with its recorded settings (and says so),
+    unless `reuse_only`, which never trains."""
+    cached = held(key, prof)
     if cached and (not need_checkpoint or has_weights(cached)):
         log(f"reusing {cached['model']} on {cached['dataset']} seed {cached['seed']} ({key})")
         return True, cached
@@ -284,7 +337,7 @@ def finetune(dataset: str = "Beauty", backbone: str = "duorec", seed: int = 1, p
         base = pretrain(**stage1)
     config = finetune_config(base, backbone, seed, prof, ram, train, partition)
     key = run_key(config)
-    done, cached = _reusable(key, need_checkpoint, reuse_only, log)
+    done, cached = _reusable(key, prof, need_checkpoint, reuse_only, log)
     if done:
         return cached
     base = pretrain(**stage1, need_checkpoint=True)  # the weights, retrained if this cache lacks them
@@ -394,7 +447,8 @@ def baseline(dataset: str = "Beauty", name: str = "transition", profile: str | N
     config = {"stage": "baseline", **source.config, "users": prof.users, "model": name,
               "transition": asdict(heuristic) if name == "transition" else None, "seed": 0}
     key = run_key(config)
-    cached = ledger.get(key)
+    _take_from_reference(config, key, prof, False, reuse_only, log)
+    cached = held(key, prof)
     if cached or reuse_only:
         if cached:
             log(f"reusing {cached['model']} on {cached['dataset']} ({key})")

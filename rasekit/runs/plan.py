@@ -57,15 +57,20 @@ class Run:
                    train=self.base_train, noise=self.noise)
 
     @property
-    def key(self) -> str:
+    def config(self) -> dict:
+        """The run's configuration, as `experiments` hashes it into its key."""
         prof = profiles.get(self.profile)
         if self.stage == "pretrain":
-            return run_key(experiments.pretrain_config(self.dataset, self.encoder, self.objective, self.seed, prof,
-                                                       train=dict(self.train), noise=self.noise_spec))
+            return experiments.pretrain_config(self.dataset, self.encoder, self.objective, self.seed, prof,
+                                               train=dict(self.train), noise=self.noise_spec)
         base = {"key": self.base.key, **sources.resolve(self.dataset).config,
                 **({"noise": self.noise_spec} if self.noise_spec else {})}
-        return run_key(experiments.finetune_config(base, self.backbone, self.seed, prof, ram=dict(self.ram),
-                                                       train=dict(self.train)))
+        return experiments.finetune_config(base, self.backbone, self.seed, prof, ram=dict(self.ram),
+                                           train=dict(self.train))
+
+    @property
+    def key(self) -> str:
+        return run_key(self.config)
 
     @property
     def noise_spec(self) -> dict | None:
@@ -319,14 +324,16 @@ class Step:
     needs: list[str] = field(default_factory=list)   # keys of the steps it waits for
     estimate_s: float | None = None         # CPU seconds (seconds x threads) it is expected to take
     in_reference: bool = False              # the committed reference holds it (a user's ledger may not)
+    from_reference: bool = False            # its profile takes it from the reference: copied, not trained
     weights_missing: bool = False           # recorded, but a notebook loads it again and its weights are
                                             # not here: trained again with its recorded settings
 
 
 def build(profile: str, notebooks=None, parameters: dict | None = None) -> dict[str, Step]:
-    """The steps the notebooks need (all notebooks that train, by default), each once, stage 1 before the
-    stage 2 built on it, in dependency order."""
-    names = list(notebooks or NOTEBOOK_RUNS)
+    """The steps the notebooks need (by default all notebooks that train, of those the profile's batch
+    runs), each once, stage 1 before the stage 2 built on it, in dependency order."""
+    chosen = profiles.get(profile).notebooks
+    names = list(notebooks or [n for n in NOTEBOOK_RUNS if chosen is None or n in chosen])
     unknown = [n for n in names if n not in NOTEBOOK_RUNS]
     if unknown:
         raise ValueError(f"no run list for notebook(s) {unknown}; notebooks that train: {list(NOTEBOOK_RUNS)}")
@@ -346,15 +353,16 @@ def build(profile: str, notebooks=None, parameters: dict | None = None) -> dict[
 
 def steps_of(runs: list[Run], loaded: set[str] = frozenset()) -> dict[str, Step]:
     """The steps of `runs` and of the stage-1 runs they build on, each once, in dependency order, with what
-    the ledger holds and an estimate of the rest. A run in `loaded` (keys), and the stage-1 run under it,
-    counts as done only if its trained model is loadable here."""
+    the ledger holds, what the profile takes from the reference, and an estimate of the rest. A run in
+    `loaded` (keys), and the stage-1 run under it, counts as done only if its trained model is loadable
+    here."""
     steps: dict[str, Step] = {}
 
     def add(run: Run) -> str:
         key = run.key
         if key not in steps:
             needs = [add(run.base)] if run.base else []
-            steps[key] = Step(run, key, ledger.get(key) is not None, needs)
+            steps[key] = Step(run, key, experiments.held(key, profiles.get(run.profile)) is not None, needs)
         return key
 
     for run in runs:
@@ -372,7 +380,10 @@ def steps_of(runs: list[Run], loaded: set[str] = frozenset()) -> dict[str, Step]
     here = processor(device_name())
     for step in steps.values():
         step.in_reference = step.key in in_reference
-        step.estimate_s = None if step.done else estimate(step.run, records, here)
+        step.from_reference = not step.done and experiments.from_reference(
+            step.run.config, step.key, profiles.get(step.run.profile)) is not None
+        if not step.done:
+            step.estimate_s = 0.0 if step.from_reference else estimate(step.run, records, here)
     return steps
 
 
@@ -387,7 +398,7 @@ def _cpu_seconds(record: dict) -> float | None:
 
 def estimate(run: Run, records: list[dict], here: str | None = None) -> float | None:
     """CPU seconds of a run, from the recorded runs most like it (the user's and the reference's): the same
-    model, dataset and profile;
+    model, dataset and profile (or a profile that trains alike: `default` and `full`);
     else the same model and profile on another dataset, scaled by the size of the data; else the same
     stage and profile, scaled likewise. None when nothing alike was ever recorded. Among the alike, those
     recorded on the processor `here` (this machine's, see `provenance.processor`) are used if any: the same run
@@ -405,12 +416,26 @@ def estimate(run: Run, records: list[dict], here: str | None = None) -> float | 
              lambda r: base_model(r) == run.model,
              lambda r: r.get("stage") == run.stage]
     for alike in tiers:
-        found = [(r, v) for r in records if r["profile"] == run.profile and alike(r) for v in [scaled(r)] if v]
+        found = [(r, v) for r in records if trains_alike(r["profile"], run.profile) and alike(r)
+                 for v in [scaled(r)] if v]
         if found:
             mine = [v for r, v in found if processor(r["provenance"].get("device") or "") == here]
             values = sorted(mine or [v for _, v in found])
             return values[len(values) // 2]  # the median
     return None
+
+
+def trains_alike(a: str, b: str) -> bool:
+    """Whether runs of profiles `a` and `b` train alike (the same users and training settings, as `default`
+    and `full` do); a profile no longer known is alike only to itself."""
+    if a == b:
+        return True
+    if a not in profiles.PROFILES or b not in profiles.PROFILES:
+        return False
+    first, second = profiles.PROFILES[a], profiles.PROFILES[b]
+    return first.users == second.users and all(
+        {**defaults, **getattr(first, stage)} == {**defaults, **getattr(second, stage)}
+        for stage, defaults in (("pretrain", experiments.PRETRAIN), ("finetune", experiments.FINETUNE)))
 
 
 def longest_chain_s(steps: dict[str, Step]) -> float:
@@ -470,8 +495,10 @@ def describe(steps: dict[str, Step], profile: str) -> str:
     """The plan as text: the graph (stage-2 runs under their stage-1 run), status and estimates."""
     todo = [s for s in steps.values() if not s.done]
     known = [s.estimate_s for s in todo if s.estimate_s is not None]
+    taken = [s for s in todo if s.from_reference]
     lines = [f"plan for profile {profile}: {len(steps)} runs, {len(steps) - len(todo)} in the ledger, "
-             f"{len(todo)} to run"]
+             f"{len(todo)} to run" + (f": {len(taken)} taken from the reference (copied and checked, not "
+                                      f"trained), {len(todo) - len(taken)} to train" if taken else "")]
     if todo and not known:
         lines.append("estimated: no estimate (the ledger holds no run like these)")
     elif todo:
@@ -484,9 +511,12 @@ def describe(steps: dict[str, Step], profile: str) -> str:
             children.setdefault(need, []).append(step)
 
     def line(step: Step, indent: str) -> str:
-        status = "done" if step.done else f"todo, {_hours(step.estimate_s)}" + (
-            "; in the ledger without its trained weights" if step.weights_missing else
-            "; the reference has it" if step.in_reference else "")
+        if step.done or step.from_reference:
+            status = "done" if step.done else "todo: taken from the reference, not trained"
+        else:
+            status = f"todo, {_hours(step.estimate_s)}" + (
+                "; in the ledger without its trained weights" if step.weights_missing else
+                "; the reference has it" if step.in_reference else "")
         return f"{indent}{step.key}  {step.run.label()}  [{status}]"
     for step in steps.values():
         if not step.needs:
@@ -553,7 +583,7 @@ def run_local(steps: dict[str, Step], workers: int, log=print) -> list[str]:
             ready.sort(key=lambda k: -downstream[k])  # the longest chain first: it bounds the wall time
             for key in ready[:workers - len(running)]:  # the pool's queue would hide which runs train
                 step = todo.pop(key)
-                log(f"start {step.run.label()} ({key})")
+                log(f"{'take' if step.from_reference else 'start'} {step.run.label()} ({key})")
                 future = pool.submit(_execute, asdict(step.run), threads, step.weights_missing)
                 running[future] = (key, time.perf_counter())
             if not running:

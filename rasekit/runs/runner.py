@@ -31,15 +31,20 @@ def notebook_paths(names=None) -> list[Path]:
 
 def run_batch(profile: str = "default", notebooks=None, out_root: Path | None = None,
               parameters: dict | None = None, reference: bool = False, workers: int | None = None) -> Path:
-    """Execute the notebooks (all, or those named) with `profile` and any extra notebook parameters
-    (e.g. {"seeds": [1, 2]}); returns the folder of the executed copies. Runs land in the user's own
-    store and every table sets them beside the reference. With `workers`, the notebooks' training runs
-    are first trained by the plan, that many side by side (a notebook trains one run at a time); a failed
-    run stops the batch before any notebook. With `reference`, nothing is trained: the committed tables
-    and figures are rebuilt from the reference's runs alone. The folder's manifest says "complete": false,
-    and which notebook is running, until every notebook has run."""
+    """Execute the notebooks (those named, else the profile's: `Profile.notebooks`) with `profile` and any
+    extra notebook parameters (e.g. {"seeds": [1, 2]}); returns the folder of the executed copies. Runs
+    land in the user's own store and every table sets them beside the reference. With `workers`, the
+    notebooks' training runs are first trained by the plan, that many side by side (a notebook trains one
+    run at a time); a failed run stops the batch before any notebook. With `reference`, nothing is
+    trained: the committed tables and figures are rebuilt from the reference's runs alone. The folder's
+    manifest says "complete": false, and which notebook is running, until every notebook has run."""
     prof = profiles.get(profile)
-    sources = notebook_paths(notebooks)  # an unknown name is refused before the run folder exists
+    sources = notebook_paths(notebooks or prof.notebooks)  # an unknown name is refused before any work
+    if not notebooks and prof.notebooks is not None:
+        left = [p.stem for p in notebook_paths() if p.stem not in prof.notebooks]
+        if left:
+            print(f"[batch] profile {prof.name} runs the notebooks of the paper's tables and figures; "
+                  f"{', '.join(left)} run when named", flush=True)
     if workers is not None:
         settings.integer("workers", workers, 0)
     notebook_parameters.check([s.stem for s in sources], parameters, prof.name)
@@ -50,7 +55,8 @@ def run_batch(profile: str = "default", notebooks=None, out_root: Path | None = 
         saved = os.environ.get("RASEKIT_OUTPUT")
         os.environ["RASEKIT_OUTPUT"] = str(paths.reference_dir())
         try:
-            return run_batch(profile, notebooks, out_root or paths.REPO_ROOT / "runs" / "executed",
+            return run_batch(profile, [s.stem for s in sources],
+                             out_root or paths.REPO_ROOT / "runs" / "executed",
                              {**(parameters or {}), "reuse_only": True})
         finally:
             os.environ.pop("RASEKIT_OUTPUT") if saved is None else os.environ.update(RASEKIT_OUTPUT=saved)

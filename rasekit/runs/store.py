@@ -5,6 +5,9 @@ runs that are loaded again, its trained weights), and the two roots a user deals
 * The user's own: `paths.output_dir()` (runs/own/, ignored by git), where every run of this machine lands.
   A rerun reuses the user's own finished runs, never the reference's, so a table never passes the kit's
   numbers off as the user's; `promote` copies finished runs into the reference before they are committed.
+  The one exception is explicit: a profile that takes stage 1 from the reference (`default`) copies
+  those runs into the user's store with `adopt`, checked, their records marked "adopted", and tables
+  name them as the reference's.
 
 Weights are kept weights only (no optimizer state), one file per run, with their sha256 in the record;
 loading checks the hash, the run, the dataset and the shapes. Ranks carry their sha256 too, checked at
@@ -136,8 +139,8 @@ def promote(keys=None, profile: str | None = None, log=print, weights: bool = Tr
     holds from a larger profile is left as it is (a training-free baseline computes the same thing in
     every profile), and said so. Weights go only with runs of REFERENCE_WEIGHTS, and not at all without
     `weights`; the record of another run goes without its "weights" entry, so that no record names a
-    file that is not there, and the weights a replaced record named are removed. Returns the keys
-    promoted."""
+    file that is not there, and the weights a replaced record named are removed. A run taken from the
+    reference (`adopt`) is left alone, and said so. Returns the keys promoted."""
     own, reference = paths.output_dir(), paths.reference_dir()
     if own == reference:
         raise ValueError("the output root is the reference itself: nothing to promote")
@@ -148,6 +151,9 @@ def promote(keys=None, profile: str | None = None, log=print, weights: bool = Tr
         raise ValueError(f"not among your finished runs ({paths.ledger_dir(own)}): {missing}")
     copies = []
     for record in chosen:
+        if record.get("adopted"):
+            log(f"left {record['model']} ({record['key']}) alone: it was taken from the reference, not trained here")
+            continue
         held = ledger.get(record["key"], reference)
         if ledger.outranks(held, record):
             log(f"kept the reference's {held['profile']} record of run {record['key']} ({record['model']}); "
@@ -161,6 +167,18 @@ def promote(keys=None, profile: str | None = None, log=print, weights: bool = Tr
     for record in copies:
         _install(record, own, reference)
     return [record["key"] for record in copies]
+
+
+def adopt(record: dict) -> dict:
+    """Copy a reference run (its record `record`) into the user's own store: its ranks and weights are
+    checked against their sha256 first (a missing or changed file is refused by name, and nothing is
+    copied), then copied, then its record, marked as taken from the reference at the commit that made it.
+    Returns the user's record."""
+    own, reference = paths.output_dir(), paths.reference_dir()
+    marked = {**_checked(record, reference),
+              "adopted": {"from": "reference", "commit": record["provenance"].get("git_commit", "")}}
+    _install(marked, reference, own)
+    return marked
 
 
 def sweep(root: Path) -> None:
@@ -177,20 +195,21 @@ def _checked(record: dict, root: Path) -> dict:
     return {**record, "ranks": ranks_entry(record, root)}
 
 
-def _install(record: dict, own: Path, reference: Path) -> None:
-    """Copy one run's files into the reference, then its record. A file that differs from the one there
-    is copied only once the reference's record of that run is gone, so that no record ever names a file
-    that is not its own; weights that no record names any more go last. A kill at any point leaves a
-    reference that the same promotion, run again, completes."""
+def _install(record: dict, source: Path, target: Path) -> None:
+    """Copy one run's files from the store under `source` into the one under `target` (the reference for
+    `promote`, the user's own for `adopt`), then its record. A file that differs from the one there is
+    copied only once the target's record of that run is gone, so that no record ever names a file that
+    is not its own; weights that no record names any more go last. A kill at any point leaves a store
+    that the same command, run again, completes."""
     entries = [record["ranks"], *([record["weights"]] if record.get("weights") else [])]
-    changed = [entry for entry in entries if not _holds(reference, entry)]
+    changed = [entry for entry in entries if not _holds(target, entry)]
     if changed:
-        atomic.remove(paths.ledger_dir(reference) / f"{record['key']}.json")
+        atomic.remove(paths.ledger_dir(target) / f"{record['key']}.json")
     for entry in changed:
-        atomic.copy(own / entry["file"], reference / entry["file"])
-    ledger.put(record, reference)  # last: the record appears once its files are in place
+        atomic.copy(source / entry["file"], target / entry["file"])
+    ledger.put(record, target)  # last: the record appears once its files are in place
     if not record.get("weights"):
-        atomic.remove(paths.weights_dir(reference) / f"{record['key']}.pt")
+        atomic.remove(paths.weights_dir(target) / f"{record['key']}.pt")
 
 
 def _holds(root: Path, entry: dict) -> bool:
