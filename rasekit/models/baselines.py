@@ -6,7 +6,7 @@ evaluation applies):
   training sequences, within `hops` steps of the item-transition graph (weights `hop_weights`), plus
   `attribute_weight` times the cosine similarity of item attributes (`<D>_item2attributes.json`) with the
   last item, and the training popularity as a small tie-break. A benchmark audit reports that such a
-  heuristic matches or beats many trained models on Amazon Sports (issue 12), so the comparison table
+  heuristic matches or beats many trained models on Amazon Sports, so the comparison table
   has to show where the trained models stand against it.
 
 Transitions are counted on the training instances only (the last item of each training prefix and its

@@ -131,7 +131,7 @@ def stage1_runs(profile: str, datasets=None, seeds=None, models=STAGE1_MODELS) -
             for d in datasets for encoder, objective in models for s in seeds]
 
 
-# The Sports gap (issue 12): DuoRec stopped by MRR@10 (official) ends 5 to 6% below the reported numbers
+# The Sports gap: DuoRec stopped by MRR@10 (official) ends 5 to 6% below the reported numbers
 # on Sports; these runs change one thing each: the stopping metric, or the batch size of raserec.sh.
 GAP_SETTINGS = ((("valid_metric", "NDCG@10"),), (("valid_metric", "HR@10"),), (("batch_size", 1024),))
 
