@@ -4,3 +4,11 @@ baselines), `memory` (the bank and retrieval), `stages` (the training loop, stag
 tasks), `runs` (cached runs, the ledger, the plan), `analysis` and `report`; see README.md."""
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """`from rasekit import RaSeRec` (and `Encoder`) without importing torch and FAISS for every command."""
+    if name in ("RaSeRec", "Encoder"):
+        from rasekit import raserec
+        return getattr(raserec, name)
+    raise AttributeError(f"module 'rasekit' has no attribute {name!r}")

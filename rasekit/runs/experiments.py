@@ -374,13 +374,13 @@ def _check_k(k: int, data: datasets.SplitData) -> None:
                                      f"{len(data.train)} memories; expected k <= {len(data.train)}")
 
 
-def trained_weights(record: dict) -> Path | None:
-    """The file of a finished run's trained weights here: its stored weights (sha256 checked), else this
-    machine's best checkpoint, but only if that checkpoint's run is the one recorded (it ran as many
-    epochs and kept the same best epoch): a run trained again is under way under the same key, and its
-    best checkpoint so far is not the recorded model."""
-    stored = store.weights_path(record)
-    if stored is not None:
+def trained_weights(record: dict, root: Path | None = None) -> Path | None:
+    """The file of a finished run's trained weights: its stored weights under `root` (default: the user's
+    own; sha256 checked), else, in the user's own store, this machine's best checkpoint, but only if that
+    checkpoint's run is the one recorded (it ran as many epochs and kept the same best epoch): a run
+    trained again is under way under the same key, and its best checkpoint so far is not the recorded model."""
+    stored = store.weights_path(record, root)
+    if stored is not None or (root is not None and root != paths.output_dir()):
         return stored
     best, last = run_dir(record["key"]) / "best.pt", run_dir(record["key"]) / "last.pt"
     if not (best.exists() and last.exists()):
@@ -390,21 +390,21 @@ def trained_weights(record: dict) -> Path | None:
     return best if finished else None
 
 
-def has_weights(record: dict) -> bool:
+def has_weights(record: dict, root: Path | None = None) -> bool:
     """Whether the trained weights of a finished run are here (see `trained_weights`)."""
-    return trained_weights(record) is not None
+    return trained_weights(record, root) is not None
 
 
-def loadable(record: dict) -> bool:
+def loadable(record: dict, root: Path | None = None) -> bool:
     """Whether a run's trained model can be loaded here: its weights, and a stage-2 run's backbone's."""
-    base = ledger.get(record["config"]["backbone_key"]) if record["stage"] == "finetune" else None
-    return has_weights(record) and (base is None or has_weights(base))
+    base = ledger.get(record["config"]["backbone_key"], root) if record["stage"] == "finetune" else None
+    return has_weights(record, root) and (base is None or has_weights(base, root))
 
 
-def load_pretrained(record: dict, device=None, checkpoint: str = "best.pt"):
-    """The encoder of a stage-1 ledger record, in eval mode: its trained weights (`trained_weights`), or
-    with checkpoint="last.pt" this machine's last checkpoint; the run, dataset and shapes checked."""
-    path = trained_weights(record) if checkpoint == "best.pt" else run_dir(record["key"]) / checkpoint
+def load_pretrained(record: dict, device=None, checkpoint: str = "best.pt", root: Path | None = None):
+    """The encoder of a stage-1 ledger record, in eval mode: its trained weights (`trained_weights`, under
+    `root`), or with checkpoint="last.pt" this machine's last checkpoint; the run, dataset and shapes checked."""
+    path = trained_weights(record, root) if checkpoint == "best.pt" else run_dir(record["key"]) / checkpoint
     if path is None or not path.exists():
         raise FileNotFoundError(f"no trained weights of run {record['key']} here, stored or from a finished run "
                                 f"of this machine; experiments.pretrain(..., need_checkpoint=True) retrains it")

@@ -11,7 +11,8 @@ import time
 from dataclasses import asdict, dataclass
 
 from rasekit.data import sources
-from rasekit.runs import experiments, ledger, profiles, store
+from rasekit.runs import experiments, ledger, loading, profiles, store
+from rasekit.runs.loading import MissingWeights
 from rasekit import settings
 from rasekit.evaluate import metrics
 from rasekit.data.noise import Noise, noisy_data
@@ -20,7 +21,7 @@ from rasekit.runs.keys import run_key
 from rasekit.runs.provenance import git_commit, record as provenance
 from rasekit.runs import threads
 from rasekit.stages.pretraining import PretrainTask
-from rasekit.stages.loop import CheckpointError, check_shapes, evaluate_part, load_checkpoint
+from rasekit.stages.loop import evaluate_part
 
 SCHEMA = 1  # bump when the meaning of a field changes, so old variant records are not reused
 
@@ -52,18 +53,6 @@ class TestVariant:
     def retrieval_changes(self) -> dict:
         """The changes that only a stage-2 run has (retrieval and its bank)."""
         return {k: v for k, v in self.changes().items() if k != "noise"}
-
-
-class MissingWeights(FileNotFoundError):
-    """A variant the ledger does not hold needs its parent's trained model, which is not here."""
-
-
-def _load_module(task, parent: dict) -> None:
-    """The parent's trained RAM into `task.model` (stored weights, else this machine's checkpoint)."""
-    path = experiments.trained_weights(parent)
-    state = load_checkpoint(path, {"key": parent["key"], "dataset": parent["dataset"]})
-    check_shapes(path, state["model"], task.model)
-    task.model.load_state_dict(state["model"])
 
 
 def _key(parent: dict, variant: TestVariant) -> tuple[dict, str]:
@@ -136,17 +125,7 @@ def _short(value) -> str:
 def trained_task(parent: dict, variant: TestVariant, data, device):
     """The parent's RaSeRecTask under the variant's retrieval changes, its trained RAM loaded, the
     test-time bank ready."""
-    from rasekit.stages.finetuning import RaSeRecTask
-
-    base = ledger.get(parent["config"]["backbone_key"])
-    if base is None:
-        raise CheckpointError(f"the stage-1 run {parent['config']['backbone_key']} of {parent['key']} is "
-                              f"not in the ledger")
     changes = variant.retrieval_changes()
-    ram = {**parent["config"]["ram"], **{k: v for k, v in changes.items() if k != "partition"}}
-    partition = changes.get("partition", parent["config"]["partition"])
-    task = RaSeRecTask(experiments.load_pretrained(base, device), data, **ram, device=device,
-                       seed=parent["seed"], bank_filter=experiments.partition_filter(partition, data))
-    _load_module(task, parent)
-    task.before_test()
-    return task
+    return loading.stage2_task(parent, device=device, data=data,
+                               ram={k: v for k, v in changes.items() if k != "partition"},
+                               partition=changes.get("partition"), keep_partition="partition" not in changes)

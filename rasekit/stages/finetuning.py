@@ -156,16 +156,20 @@ class RaSeRecTask:
 
     # ---- retrieval ---------------------------------------------------------------------------------
 
-    def retrieve(self, part: str, index: np.ndarray) -> Retrieved:
-        """Per-batch retrieval as the official code: search the bank for the batch's queries, filter.
-        The random-memory control draws them instead, seeded by the run's seed and the part."""
-        inst = self.instances(part)
-        queries, users, lengths = self.queries[part][index].cpu(), inst.users[index], inst.lengths[index]
+    def search(self, queries: torch.Tensor, users: np.ndarray, lengths: np.ndarray, stream: int = 0) -> Retrieved:
+        """The K memories of any queries (raw representations, their users and capped lengths) as this run
+        retrieves them: the nearest after the same-user filter, or for the random-memory control a draw
+        seeded by the run's seed and `stream` (one stream per part, so each part's draw is fixed)."""
         if self.random_memories:
-            seed = [self.seed or 0, PARTS.index(part)]
+            seed = [self.seed or 0, stream]
             return random_memories(self.bank, queries, users, lengths, self.k, seed, self.same_user_filter)
-        return self.bank.search(queries, users, lengths, self.k, self.fetch,
-                                same_user_filter=self.same_user_filter)
+        return self.bank.search(queries, users, lengths, self.k, self.fetch, same_user_filter=self.same_user_filter)
+
+    def retrieve(self, part: str, index: np.ndarray) -> Retrieved:
+        """Per-batch retrieval as the official code: search the bank for the batch's queries, filter."""
+        inst = self.instances(part)
+        return self.search(self.queries[part][index].cpu(), inst.users[index], inst.lengths[index],
+                           PARTS.index(part))
 
     def _precompute(self, part: str) -> None:
         found = self.retrieve(part, np.arange(len(self.instances(part))))
@@ -203,6 +207,13 @@ class RaSeRecTask:
         keys, values, mask = self.memories(part, index)
         h = self.queries[part][torch.as_tensor(index, device=self.device)]
         return self.model(h, keys, values, mask, return_attention=return_attention)
+
+    def augment(self, h: torch.Tensor, found: Retrieved, return_attention: bool = False):
+        """h~ of queries h [B, d] from their retrieved memories `found` (see `search`)."""
+        ids = torch.as_tensor(np.maximum(found.ids, 0), device=self.device)
+        mask = torch.as_tensor(found.mask, device=self.device)
+        return self.model(h.to(self.device), self.bank_keys[ids], self.bank_values[ids], mask,
+                          return_attention=return_attention)
 
     def train_loss(self, index: np.ndarray, rng: np.random.Generator | None = None) -> torch.Tensor:
         """CE over all items (padding row included) of h~ E^T; no sampling, so `rng` is unused."""
