@@ -17,6 +17,7 @@ from torch import nn
 
 from rasekit.data import load
 from rasekit.models.encoders import make_encoder
+from rasekit.settings import RamConfig
 from rasekit.stages.finetuning import RaSeRecTask
 from rasekit.memory.bank import MemoryBank
 
@@ -59,7 +60,7 @@ def main() -> None:
           f"{seconds:.2f} s")
     del bank
 
-    task, total = clock(lambda: RaSeRecTask(encoder, data, index=args.index, device=args.device))
+    task, total = clock(lambda: RaSeRecTask(encoder, data, RamConfig(index=args.index), device=args.device))
     t = task.timings
     print(f"task construction {total:.2f} s: encode train/valid/test queries {t['encode']:.2f} s, "
           f"bank + index {t['index']:.2f} s, precompute retrieval (train + valid) {t['retrieve']:.2f} s")

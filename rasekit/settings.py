@@ -102,6 +102,8 @@ METRIC_DEPTHS = (5, 10, 20, 50)  # the depths evaluate.metrics reports
 METRICS = tuple(f"{m}@{k}" for k in METRIC_DEPTHS for m in METRIC_NAMES)
 INDEX_KINDS = ("ivf", "exact", "hnsw")
 MEMORY_CHOICES = ("nearest", "random")
+# How items are cut into popularity groups (analysis.long_tail): equal shares of test interactions, or of items
+GROUP_RULES = ("interactions", "items")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from torch import nn
 
 from rasekit.data import split
 from rasekit.evaluate import metrics, target_ranks
+from rasekit.settings import RamConfig
 from rasekit.stages.finetuning import RaSeRecTask
 
 
@@ -36,8 +37,13 @@ def data():
     return split("toy", seqs, max_len=10, n_items=40)
 
 
+TASK_SETTINGS = ("bank_filter", "device", "batch_size", "seed", "loss_chunk")
+
+
 def make_task(data, **kw):
-    return RaSeRecTask(MeanEncoder(data.n_items), data, **{"k": 4, "inner": 32, "nlist": 4, **kw})
+    """A task over the toy data: K 4, a small FFN and IVF; `kw` changes RAM settings and the task's own."""
+    ram = RamConfig(**{"k": 4, "inner": 32, "nlist": 4, **{k: v for k, v in kw.items() if k not in TASK_SETTINGS}})
+    return RaSeRecTask(MeanEncoder(data.n_items), data, ram, **{k: v for k, v in kw.items() if k in TASK_SETTINGS})
 
 
 @pytest.mark.parametrize("index", ["ivf", "exact"])

@@ -133,7 +133,7 @@ def test_a_partition_smaller_than_k_is_refused_before_training(tiny):  # noqa: F
     data = experiments.load_data({"dataset": "Beauty"}, experiments.profiles.get(tiny))
     keep_ten = lambda bank: bank.subset(np.arange(len(bank)) < 10)  # noqa: E731
     with pytest.raises(settings.SettingsError, match="holds only 10 memories after the partition"):
-        RaSeRecTask(make_encoder("sasrec", data.n_items), data, k=20, index="exact", bank_filter=keep_ten)
+        RaSeRecTask(make_encoder("sasrec", data.n_items), data, settings.RamConfig(k=20, index="exact"), bank_filter=keep_ten)
 
 
 # --- 4. a stage-1 checkpoint from another encoder: one loading path, one clear error -----------------------

@@ -177,6 +177,18 @@ def test_a_parameter_goes_to_the_notebooks_that_declare_it_and_is_checked_in_the
     notebook_parameters.check_notebook("02_pretraining", notebook_parameters.declared("02_pretraining"))  # defaults
 
 
+def test_a_notebook_begins_with_its_parameters_checked_and_the_profiles_defaults_filled(tmp_kit):
+    from rasekit import notebook
+
+    scope = {**notebook_parameters.declared("06_comparison"), "profile": "full", "seeds": [2]}
+    prof, datasets, seeds, _ = notebook.begin("06_comparison", scope, datasets_from="comparison_datasets")
+    assert prof.name == "full" and datasets == list(prof.comparison_datasets) and seeds == [2]
+    assert notebook.begin("08_sensitivity", notebook_parameters.declared("08_sensitivity"),
+                          datasets_from=None)[1] is None  # its runs choose the datasets
+    with pytest.raises(settings.SettingsError, match="seeds=1 is not allowed"):
+        notebook.begin("01_main_results", {"profile": None, "seeds": 1, "datasets": None})
+
+
 def test_two_files_of_one_name_are_refused_naming_both(tmp_kit, tmp_path):
     first, second = ratings(tmp_path / "a" / "ratings.csv"), ratings(tmp_path / "b" / "ratings.csv", users=7)
     with pytest.raises(settings.SettingsError, match=f"'{first}' and '{second}' are both the dataset 'ratings'"):

@@ -5,7 +5,7 @@ import pytest
 
 from rasekit.analysis import sensitivity
 from rasekit.runs import experiments, ledger, plan, profiles, store, sweeps, variants
-from rasekit.settings import SettingsError
+from rasekit.settings import RamConfig, SettingsError
 from rasekit.stages.finetuning import RaSeRecTask
 from rasekit.stages.loop import evaluate_part, load_checkpoint
 
@@ -23,7 +23,7 @@ def test_a_k_variant_equals_a_direct_evaluation_of_the_trained_module_at_that_k(
     variant = variants.evaluate(parent, variants.TestVariant(k=5), log=lambda *_: None)
     base = ledger.get(parent["config"]["backbone_key"])
     data = experiments.load_data(parent["config"], profiles.get(parent["profile"]))
-    task = RaSeRecTask(experiments.load_pretrained(base, "cpu"), data, **{**parent["config"]["ram"], "k": 5},
+    task = RaSeRecTask(experiments.load_pretrained(base, "cpu"), data, RamConfig.of({**parent["config"]["ram"], "k": 5}),
                        seed=parent["seed"])
     task.model.load_state_dict(load_checkpoint(experiments.trained_weights(parent), {})["model"])
     direct = evaluate_part(task, "test", chunk=1024)

@@ -132,6 +132,15 @@ def test_versus_reference_gives_a_verdict_per_run(tmp_kit, monkeypatch):
     assert compare.versus_reference(mine) is None  # rebuilding the reference: nothing to compare
 
 
+def test_differences_of_a_few_test_users_worth_are_rounding_not_a_miss():
+    floor = compare.ROUNDING_USERS / 22363  # Beauty's test users
+    assert compare.verdict([0.0001, -0.00005], [0.00002, 0.0003], floor) == \
+        "same up to rounding (no more than 5 test users' worth)"
+    assert compare.verdict([0.0001, 0.0004], [0.00002, 0.0003], floor) == "within seed spread"
+    assert compare.verdict([0.0004], [0.00002], floor).startswith("off, by up to 0.0004")
+    assert compare.verdict([0.0001], [0.00002]).startswith("off")  # without a floor (no ranks to count by)
+
+
 def test_a_default_run_is_judged_by_the_spread_of_the_full_runs_whose_key_it_shares(tmp_kit, monkeypatch):
     monkeypatch.setenv("RASEKIT_REFERENCE", str(tmp_kit["reference"]))
     for seed, hr in [(1, 0.080), (2, 0.082), (3, 0.084)]:

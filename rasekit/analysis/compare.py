@@ -270,20 +270,40 @@ def _published(dataset: str, model: str) -> dict:
     return REPORTED_DUOREC.get(dataset, {}) if model == "DuoRec" else {}
 
 
-def verdict(differences: list[float], spreads: list[float | None]) -> str:
-    """'same numbers', 'within seed spread' (every difference within two standard deviations of the
-    reference's seeds), 'off' (beyond that) with the largest difference beyond and the standard deviation
-    it is set against, or, where the reference has a single seed and so no spread, 'differs (one
-    reference seed)' with the largest difference, for the reader to judge."""
+# A metric moves by at most 1/n when one of n test users' rank moves. The same weights evaluated on a CPU
+# of another generation move a few users (float rounding carries a query across an IVF cell border), so a
+# difference of this many users' worth says nothing about the method.
+ROUNDING_USERS = 5
+
+
+def verdict(differences: list[float], spreads: list[float | None], floor: float = 0.0) -> str:
+    """'same numbers'; 'same up to rounding' where no difference exceeds `floor` (ROUNDING_USERS test
+    users' worth); 'within seed spread' (every difference within two standard deviations of the
+    reference's seeds, or the floor); 'off' (beyond that) with the largest difference beyond and the
+    standard deviation it is set against; or, where the reference has a single seed and so no spread,
+    'differs (one reference seed)' with the largest difference, for the reader to judge."""
     if all(abs(d) <= 1e-12 for d in differences):
         return "same numbers"
+    if all(abs(d) <= floor for d in differences):
+        return f"same up to rounding (no more than {ROUNDING_USERS} test users' worth)"
     if any(s is None for s in spreads):
         return f"differs (one reference seed), by up to {max(abs(d) for d in differences):.4f}"
-    beyond = [(abs(d), s) for d, s in zip(differences, spreads) if abs(d) > 2 * s]
+    beyond = [(abs(d), s) for d, s in zip(differences, spreads) if abs(d) > max(2 * s, floor)]
     if not beyond:
         return "within seed spread"
     difference, deviation = max(beyond)
     return f"off, by up to {difference:.4f} (standard deviation over the reference's seeds: {deviation:.4f})"
+
+
+def rounding_floor(record: dict) -> float:
+    """ROUNDING_USERS test users' worth of a metric for the user's run `record`: 0 when its test ranks
+    are not in the user's store (nothing to count the users by)."""
+    from rasekit.runs import paths, store
+
+    entry = record.get("ranks")
+    if not entry or not (paths.output_dir() / entry["file"]).exists():
+        return 0.0
+    return ROUNDING_USERS / len(store.load_ranks(record, "test"))
 
 
 def versus_reference(records: list[dict], metrics=PAPER_METRICS) -> pd.DataFrame | None:
@@ -309,7 +329,8 @@ def versus_reference(records: list[dict], metrics=PAPER_METRICS) -> pd.DataFrame
         if rec.get("adopted"):
             judged = TAKEN
         else:
-            judged = verdict(diffs, [ref_spread[m] for m in metrics]) if ref else "no reference run"
+            floor = rounding_floor(rec)
+            judged = verdict(diffs, [ref_spread[m] for m in metrics], floor) if ref else "no reference run"
         paper = _published(rec["dataset"], rec["model"])
         rows += [{"dataset": rec["dataset"], "model": label(rec), "seed": rec["seed"], "metric": m,
                   "yours": rec["metrics"][m], "reference": ref["metrics"][m] if ref else None,

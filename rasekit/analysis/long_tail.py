@@ -20,7 +20,7 @@ from rasekit.analysis.compare import paired_permutation_test, spread
 from rasekit.data import SplitData
 from rasekit.evaluate import per_user
 
-RULES = ("interactions", "items")
+RULES = settings.GROUP_RULES
 COLORS = {"SASRec": "#4C72B0", "DuoRec": "#DD8452", "RaSeRec": "#55A868"}  # the same in every figure
 
 

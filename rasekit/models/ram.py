@@ -19,6 +19,9 @@ import torch
 from torch import nn
 
 from rasekit.models.layers import FeedForward
+from rasekit.settings import RamConfig
+
+OFFICIAL = RamConfig()  # the official settings, defined once in rasekit.settings
 
 
 class CrossAttention(nn.Module):
@@ -107,10 +110,10 @@ class RetrievalAugmentedModule(nn.Module):
     whatever beta), but it is not evaluated while beta == 1 is fixed, where it has no effect.
     """
 
-    def __init__(self, hidden: int = 64, inner: int = 256, n_heads: int = 2, dropout: float = 0.5,
-                 tau: float = 1.0, alpha: float = 0.5, beta: float = 1.0, learn_alpha: bool = False,
-                 learn_beta: bool = False, residual: bool = False, layer_norm: bool = False,
-                 eps: float = 1e-12, fast: bool = True):
+    def __init__(self, hidden: int = 64, inner: int = OFFICIAL.inner, n_heads: int = OFFICIAL.n_heads,
+                 dropout: float = OFFICIAL.dropout, tau: float = OFFICIAL.tau, alpha: float = OFFICIAL.alpha,
+                 beta: float = OFFICIAL.beta, learn_alpha: bool = False, learn_beta: bool = False,
+                 residual: bool = False, layer_norm: bool = False, eps: float = 1e-12, fast: bool = True):
         super().__init__()
         ca = dict(n_heads=n_heads, tau=tau, residual=residual, layer_norm=layer_norm, fast=fast)
         self.seq_tar = Channel(hidden, inner, dropout, eps, **ca)  # channel 1 ("seq->tar")

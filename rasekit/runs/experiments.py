@@ -24,14 +24,15 @@ from rasekit.runs.provenance import git_commit, record as provenance
 from rasekit.evaluate import metrics, target_ranks
 from rasekit.stages.loop import TrainConfig, check_shapes, fit, load_checkpoint
 
-# Official settings (docs/method.md §4 and §8.1); `full` uses them as they are.
-PRETRAIN = {"epochs": 100, "batch_size": 256, "lr": 1e-3, "weight_decay": 0.0, "patience": 10,
-            "valid_metric": "MRR@10", "valid_decimals": 4}
-# Official fine-tuning settings (docs/method.md §7.1 and §8.2).
-FINETUNE = {"epochs": 100, "batch_size": 1024, "lr": 1e-3, "weight_decay": 0.0, "patience": 10,
-            "valid_metric": "HR@10", "valid_decimals": 4}
-RAM = {"k": 20, "alpha": 0.5, "beta": 1.0, "tau": 1.0, "dropout": 0.5, "index": "ivf", "nlist": 128,
-       "nprobe": 1}
+# Official training settings (docs/method.md §4, §7.1, §8.1 and §8.2), as TrainConfig's defaults hold them;
+# `full` uses them as they are. Stage 2 differs in its batch and its validation metric only.
+PRETRAIN = {name: getattr(TrainConfig(), name) for name in ("epochs", "batch_size", "lr", "weight_decay",
+                                                             "patience", "valid_metric", "valid_decimals")}
+FINETUNE = {**PRETRAIN, "batch_size": 1024, "valid_metric": "HR@10"}
+# The RAM settings every stage-2 run's configuration names (official values from RamConfig); the others
+# enter a configuration only where a run changes them, so that older runs keep their keys.
+RAM = {name: getattr(settings.RamConfig(), name) for name in ("k", "alpha", "beta", "tau", "dropout", "index",
+                                                               "nlist", "nprobe")}
 # Stage-2 backbones: the stage-1 run (encoder, objective) each one starts from.
 BACKBONES = {"duorec": ("sasrec", "duorec"), "sasrec": ("sasrec", "ce"), "cl4srec": ("sasrec", "cl4srec"),
              "gru4rec": ("gru4rec", "ce")}
@@ -343,7 +344,7 @@ def finetune(dataset: str = "Beauty", backbone: str = "duorec", seed: int = 1, p
     base = pretrain(**stage1, need_checkpoint=True)  # the weights, retrained if this cache lacks them
     data = load_data(config, prof)
     commit, start = git_commit(), time.perf_counter()
-    task = RaSeRecTask(load_pretrained(base, device), data, **config["ram"], device=device, seed=seed,
+    task = RaSeRecTask(load_pretrained(base, device), data, ram_config, device=device, seed=seed,
                        bank_filter=partition_filter(partition, data))
     meta = {"key": key, "dataset": config["dataset"], "n_items": data.n_items}
     name = f"RaSeRec({base['model']})" + variant_label(
@@ -429,6 +430,24 @@ def dataset_statistics(names) -> "pd.DataFrame":
 BASELINES = ("popularity", "transition")
 
 
+def transition_settings(transition: dict | None):
+    """The item-transition heuristic's settings: its defaults changed by `transition`, checked by name."""
+    from rasekit.models import baselines
+
+    return baselines.TransitionSettings(**settings.known(
+        "transition", transition, [f for f in baselines.TransitionSettings.__dataclass_fields__]))
+
+
+def baseline_config(dataset: str, name: str, prof: profiles.Profile, transition: dict | None = None) -> dict:
+    """The configuration (hashed into the run's key) of a training-free baseline on `dataset`."""
+    from dataclasses import asdict
+
+    settings.choice("baseline", name, BASELINES)
+    heuristic = transition_settings(transition)
+    return {"stage": "baseline", **sources.resolve(dataset).config, "users": prof.users, "model": name,
+            "transition": asdict(heuristic) if name == "transition" else None, "seed": 0}
+
+
 def baseline(dataset: str = "Beauty", name: str = "transition", profile: str | None = None,
              transition: dict | None = None, reuse_only: bool = False, log=print) -> dict | None:
     """A training-free baseline (`rasekit.models.baselines`) on the test set, as a ledger run like the others:
@@ -439,13 +458,10 @@ def baseline(dataset: str = "Beauty", name: str = "transition", profile: str | N
     from rasekit.models import baselines
     from rasekit.data import read_item_attributes, registry
 
-    settings.choice("baseline", name, BASELINES)
     prof = profiles.get(profile)
-    heuristic = baselines.TransitionSettings(**settings.known(
-        "transition", transition, [f for f in baselines.TransitionSettings.__dataclass_fields__]))
+    heuristic = transition_settings(transition)
     source = sources.resolve(dataset)
-    config = {"stage": "baseline", **source.config, "users": prof.users, "model": name,
-              "transition": asdict(heuristic) if name == "transition" else None, "seed": 0}
+    config = baseline_config(dataset, name, prof, transition)
     key = run_key(config)
     _take_from_reference(config, key, prof, False, reuse_only, log)
     cached = held(key, prof)

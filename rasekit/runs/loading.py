@@ -11,6 +11,7 @@ from pathlib import Path
 
 from rasekit.runs import experiments, ledger, paths, profiles
 from rasekit.runs.keys import run_key
+from rasekit.settings import RamConfig
 from rasekit.stages.loop import check_shapes, load_checkpoint
 
 
@@ -84,10 +85,10 @@ def stage2_task(record: dict, root: Path | None = None, device=None, data=None, 
     device = device or experiments.default_device()
     if data is None:
         data = experiments.load_data(record["config"], profiles.get(record["profile"]))
-    settings = {**record["config"]["ram"], **(ram or {})}
+    settings = RamConfig.of({**record["config"]["ram"], **(ram or {})})
     partition = record["config"]["partition"] if keep_partition else partition
     encoder = experiments.load_pretrained(backbone_of(record, root), device, root=root)
-    task = RaSeRecTask(encoder, data, **settings, device=device, seed=record["seed"],
+    task = RaSeRecTask(encoder, data, settings, device=device, seed=record["seed"],
                        bank_filter=experiments.partition_filter(partition, data))
     path = experiments.trained_weights(record, root)
     state = load_checkpoint(path, {"key": record["key"], "dataset": record["dataset"]})

@@ -12,7 +12,6 @@ import math
 import numbers
 
 from rasekit import settings
-from rasekit.analysis import long_tail
 from rasekit.data import noise, sources
 from rasekit.runs import profiles, sweeps
 
@@ -155,7 +154,7 @@ RULES = {
     "ratios": _ratios,
     "mode": _choice(noise.MODES),
     "bank": _choice(noise.BANKS),
-    "rule": _choice(long_tail.RULES),
+    "rule": _choice(settings.GROUP_RULES),
     "metric": _choice(settings.METRICS),
     "n_groups": lambda name, value: settings.integer(name, value, 1),
     "n_parts": lambda name, value: settings.integer(name, value, 2, 10),  # partitions.removals' range

@@ -26,11 +26,14 @@ from rasekit.runs.threads import choose as choose_threads
 from rasekit.runs.threads import release as release_threads
 
 
+BASELINE_NAMES = {"popularity": "Popularity", "transition": "ItemTransition"}  # as rasekit.models.baselines names them
+
+
 @dataclass(frozen=True)
 class Run:
-    """One training run: stage 1 (`encoder` trained with `objective`) or stage 2 (RaSeRec on the stage-1
-    run of `backbone`). Settings not named here are the profile's."""
-    stage: str                        # "pretrain" or "finetune"
+    """One run: stage 1 (`encoder` trained with `objective`), stage 2 (RaSeRec on the stage-1 run of
+    `backbone`) or a training-free `baseline` (seconds, no seed). Settings not named here are the profile's."""
+    stage: str                        # "pretrain", "finetune" or "baseline"
     dataset: str
     seed: int
     profile: str
@@ -41,16 +44,20 @@ class Run:
     noise: tuple = ()                 # training-data noise, as sorted (name, value) pairs (both stages)
     base_train: tuple = ()            # stage 2: the training settings of the stage-1 run that differ
     ram: tuple = ()                   # stage 2: the RAM settings that differ from the official ones
+    baseline: str | None = None       # "popularity" or "transition"
+    transition: tuple = ()            # the item-transition heuristic's settings that differ
 
     def __post_init__(self):
-        settings.choice("stage", self.stage, ("pretrain", "finetune"))
+        settings.choice("stage", self.stage, ("pretrain", "finetune", "baseline"))
         if self.stage == "finetune":
             settings.choice("backbone", self.backbone, tuple(experiments.BACKBONES))
+        if self.stage == "baseline":
+            settings.choice("baseline", self.baseline, experiments.BASELINES)
 
     @property
     def base(self) -> "Run | None":
         """The stage-1 run a stage-2 run builds on."""
-        if self.stage == "pretrain":
+        if self.stage != "finetune":
             return None
         encoder, objective = experiments.BACKBONES[self.backbone]
         return Run("pretrain", self.dataset, self.seed, self.profile, encoder, objective,
@@ -60,6 +67,8 @@ class Run:
     def config(self) -> dict:
         """The run's configuration, as `experiments` hashes it into its key."""
         prof = profiles.get(self.profile)
+        if self.stage == "baseline":
+            return experiments.baseline_config(self.dataset, self.baseline, prof, dict(self.transition) or None)
         if self.stage == "pretrain":
             return experiments.pretrain_config(self.dataset, self.encoder, self.objective, self.seed, prof,
                                                train=dict(self.train), noise=self.noise_spec)
@@ -78,21 +87,27 @@ class Run:
 
     @property
     def model(self) -> str:
+        if self.stage == "baseline":
+            return BASELINE_NAMES[self.baseline]
         if self.stage == "finetune":
             changed = experiments.variant_label(dict(self.base_train), {})
             return f"RaSeRec({self.base.model}{changed})"
         return experiments.MODEL_NAMES.get((self.encoder, self.objective), f"{self.encoder}+{self.objective}")
 
     def label(self) -> str:
-        changed = experiments.variant_label({**dict(self.ram), **dict(self.train),
+        changed = experiments.variant_label({**dict(self.ram), **dict(self.train), **dict(self.transition),
                                              **experiments.noise_label(self.noise_spec)},
                                             {})  # e.g. " [valid_metric=NDCG@10]"
-        return f"{self.model}{changed} on {self.dataset}, seed {self.seed} ({self.profile})"
+        seed = "" if self.stage == "baseline" else f", seed {self.seed}"
+        return f"{self.model}{changed} on {self.dataset}{seed} ({self.profile})"
 
     def execute(self, reuse_only: bool = False, log=print, need_weights: bool = False) -> dict | None:
         """The run's ledger record: reused, or trained now (None with `reuse_only` if not in the ledger).
         `need_weights`: the trained model must be loadable here (stored weights or a checkpoint); a run
         without them is trained again with its recorded settings, or, with `reuse_only`, left out (None)."""
+        if self.stage == "baseline":
+            return experiments.baseline(self.dataset, self.baseline, self.profile, dict(self.transition) or None,
+                                        reuse_only, log)
         common = dict(train=dict(self.train) or None, noise=self.noise_spec, reuse_only=reuse_only,
                       need_checkpoint=need_weights, log=log)
         if self.stage == "pretrain":
@@ -208,10 +223,17 @@ def _comparison_grid(profile: str, datasets, seeds, baseline_seeds):
     return prof.name, list(datasets or prof.comparison_datasets), seeds, list(baseline_seeds or seeds[:1])
 
 
-def comparison_runs(profile: str, datasets=None, seeds=None, baseline_seeds=None) -> dict[str, list[Run]]:
-    """Notebook 06: every trained model of the comparison by name (RaSeRec on DuoRec last)."""
+def comparison_runs(profile: str, datasets=None, seeds=None, baseline_seeds=None,
+                    transition: dict | None = None) -> dict[str, list[Run]]:
+    """Notebook 06: every model of the comparison by name, the training-free baselines first (with the
+    item-transition settings that differ) and RaSeRec on DuoRec last."""
     profile, datasets, seeds, baseline_seeds = _comparison_grid(profile, datasets, seeds, baseline_seeds)
+    changed = tuple(sorted((transition or {}).items()))
     runs = {}
+    for name in experiments.BASELINES:
+        these = [Run("baseline", d, 0, profile, baseline=name, transition=changed if name == "transition" else ())
+                 for d in datasets]
+        runs[these[0].model + experiments.variant_label(dict(these[0].transition), {})] = these
     for encoder, objective in COMPARISON_MODELS:
         model_seeds = seeds if objective == "duorec" else baseline_seeds
         runs[experiments.MODEL_NAMES[(encoder, objective)]] = [
@@ -220,8 +242,9 @@ def comparison_runs(profile: str, datasets=None, seeds=None, baseline_seeds=None
     return runs
 
 
-def comparison_all(profile: str, datasets=None, seeds=None, baseline_seeds=None) -> list[Run]:
-    return [run for runs in comparison_runs(profile, datasets, seeds, baseline_seeds).values() for run in runs]
+def comparison_all(profile: str, datasets=None, seeds=None, baseline_seeds=None, transition=None) -> list[Run]:
+    return [run for runs in comparison_runs(profile, datasets, seeds, baseline_seeds, transition).values()
+            for run in runs]
 
 
 def backbone_runs(profile: str, datasets=None, seeds=None, baseline_seeds=None,

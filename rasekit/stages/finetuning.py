@@ -24,7 +24,7 @@ from rasekit.data import Instances, SplitData
 from rasekit.memory.bank import MemoryBank, Retrieved, encode_instances
 from rasekit.memory.controls import random_memories
 from rasekit.models.ram import RetrievalAugmentedModule
-from rasekit.settings import SettingsError
+from rasekit.settings import RamConfig, SettingsError
 
 PARTS = ("train", "valid", "test")
 
@@ -84,30 +84,20 @@ class RaSeRecTask:
     `seed` fixes the RAM's initialisation without touching the global RNG (None: global RNG).
     """
 
-    def __init__(self, encoder: nn.Module, data: SplitData, *, k: int = 20, alpha: float = 0.5,
-                 beta: float = 1.0, tau: float = 1.0, dropout: float = 0.5, inner: int = 256,
-                 n_heads: int = 2, learn_alpha: bool = False, learn_beta: bool = False,
-                 residual: bool = False, layer_norm: bool = False, index: str = "ivf", nlist: int = 128,
-                 nprobe: int = 1, fetch: int | None = None, retrain_for_test: bool = True,
-                 memories: str = "nearest", same_user_filter: bool = True,
+    def __init__(self, encoder: nn.Module, data: SplitData, ram: RamConfig | None = None, *,
                  bank_filter: Callable[[MemoryBank], MemoryBank] | None = None,
                  device: str | torch.device = "cpu", batch_size: int = 1024, seed: int | None = 0,
                  loss_chunk: int | None = None):
-        self.config = dict(k=k, alpha=alpha, beta=beta, tau=tau, dropout=dropout, inner=inner,
-                           n_heads=n_heads, learn_alpha=learn_alpha, learn_beta=learn_beta,
-                           residual=residual, layer_norm=layer_norm, index=index, nlist=nlist,
-                           nprobe=nprobe, fetch=fetch, retrain_for_test=retrain_for_test, memories=memories,
-                           same_user_filter=same_user_filter, bank_filter=bank_filter is not None, seed=seed)
-        self.encoder, self.data, self.k, self.fetch = freeze(encoder), data, k, fetch
-        self.random_memories, self.same_user_filter = memories == "random", same_user_filter
+        ram = ram or RamConfig()
+        self.ram = ram
+        self.encoder, self.data, self.k, self.fetch = freeze(encoder), data, ram.k, ram.fetch
+        self.random_memories, self.same_user_filter = ram.memories == "random", ram.same_user_filter
         self.seed = seed
-        self.device, self.batch_size, self.retrain_for_test = torch.device(device), batch_size, retrain_for_test
+        self.device, self.batch_size, self.retrain_for_test = torch.device(device), batch_size, ram.retrain_for_test
         self.loss_chunk = loss_chunk  # rows per CE chunk; None: chosen per device (see `_chunk`)
         with torch.no_grad():
             self.items = encoder.item_weights().detach().float().to(self.device)  # E, frozen
-        self.model = self._make_ram(seed, hidden=self.items.shape[1], inner=inner, n_heads=n_heads,
-                                    dropout=dropout, tau=tau, alpha=alpha, beta=beta, learn_alpha=learn_alpha,
-                                    learn_beta=learn_beta, residual=residual, layer_norm=layer_norm)
+        self.model = self._make_ram(seed, ram, hidden=self.items.shape[1])
         self.model.to(self.device)
         self.n_train = len(data.train)
 
@@ -118,10 +108,10 @@ class RaSeRecTask:
             self.queries = {part: r.to(self.device) for part, r in zip(PARTS, reps)}
         with self._timed("index"):
             bank = MemoryBank.from_arrays(self.queries["train"], self.items.cpu()[data.train.targets],
-                                          data.train, "train", index, nlist, nprobe)
+                                          data.train, "train", ram.index, ram.nlist, ram.nprobe)
             self.bank = bank_filter(bank) if bank_filter is not None else bank
-            if k > len(self.bank):
-                raise SettingsError(f"k={k} is not allowed: the memory bank holds only {len(self.bank)} "
+            if ram.k > len(self.bank):
+                raise SettingsError(f"k={ram.k} is not allowed: the memory bank holds only {len(self.bank)} "
                                     f"memories{' after the partition' if bank_filter else ''}; "
                                     f"expected k <= {len(self.bank)}")
             self._sync_bank()
@@ -139,12 +129,17 @@ class RaSeRecTask:
         self.timings[step] = self.timings.get(step, 0.0) + time.perf_counter() - start
 
     @staticmethod
-    def _make_ram(seed, **kwargs) -> RetrievalAugmentedModule:
+    def _make_ram(seed: int | None, ram: RamConfig, hidden: int) -> RetrievalAugmentedModule:
+        """The module with the settings of `ram`, its initial weights drawn from `seed` (None: the global RNG)."""
+        make = lambda: RetrievalAugmentedModule(  # noqa: E731
+            hidden=hidden, inner=ram.inner, n_heads=ram.n_heads, dropout=ram.dropout, tau=ram.tau,
+            alpha=ram.alpha, beta=ram.beta, learn_alpha=ram.learn_alpha, learn_beta=ram.learn_beta,
+            residual=ram.residual, layer_norm=ram.layer_norm)
         if seed is None:
-            return RetrievalAugmentedModule(**kwargs)
+            return make()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return RetrievalAugmentedModule(**kwargs)
+            return make()
 
     def _sync_bank(self) -> None:
         """Device copies of the bank's keys and values, gathered by neighbour id."""
