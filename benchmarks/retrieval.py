@@ -18,7 +18,7 @@ import pandas as pd
 def main() -> None:
     args = parse()
     if args.reference:
-        from rasekit.runs import paths
+        from rasekit.files import paths
         os.environ["RASEKIT_OUTPUT"] = str(paths.reference_dir())
     import faiss
     import torch

@@ -28,7 +28,7 @@ def _stats(args) -> None:
 
 
 def _results(args) -> None:
-    from rasekit.runs import paths
+    from rasekit.files import paths
     root = paths.reference_dir() if args.reference else None
     if args.json:
         for rec in ledger.records(root):
@@ -71,7 +71,8 @@ def _batch(args) -> None:
 
 
 def _promote(args) -> None:
-    from rasekit.runs import paths, store
+    from rasekit.runs import store
+    from rasekit.files import paths
     # a misspelt profile would match no run and promote nothing, in silence: refused by name instead
     profile = None if args.profile is None else profiles.get(args.profile).name
     keys = store.promote(args.keys or None, profile, weights=not args.no_weights)
@@ -80,7 +81,8 @@ def _promote(args) -> None:
 
 
 def _migrate(args) -> None:
-    from rasekit.runs import keys, paths
+    from rasekit.runs import keys
+    from rasekit.files import paths
     root = paths.reference_dir() if args.reference else paths.output_dir()
     renamed = keys.migrate(root, checkpoints=not args.reference)  # the cache holds the user's own runs
     print(f"{len(renamed)} runs renamed to schema-{keys.SCHEMA} keys under {root}" if renamed
@@ -88,7 +90,8 @@ def _migrate(args) -> None:
 
 
 def _verify(args) -> int:
-    from rasekit.runs import paths, store
+    from rasekit.runs import store
+    from rasekit.files import paths
     root = paths.reference_dir() if args.reference else paths.output_dir()
     count, problems = store.verify(root)
     for problem in problems:
@@ -239,7 +242,7 @@ def parser() -> argparse.ArgumentParser:
 
 def _check_environment() -> None:
     """Every environment variable the kit reads, checked before a command does any work."""
-    from rasekit.runs import paths
+    from rasekit.files import paths
     paths.check_environment()
     threads.fixed_by_user()
     profiles.from_environment()

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from rasekit.analysis import compare
-from rasekit.runs import experiments, ledger, paths, plan, profiles, runner, store
+from rasekit.runs import experiments, ledger, plan, profiles, runner, store
+from rasekit.files import paths
 from rasekit.stages.loop import CheckpointError
 
 quiet = lambda *_: None  # noqa: E731
@@ -140,10 +141,12 @@ def test_the_default_plan_takes_stage_1_from_the_reference_and_trains_stage_2(tm
     stage2 = [s for s in steps.values() if s.run.stage == "finetune"]
     assert len(stage1) == 6 and all(s.from_reference and s.estimate_s == 0 for s in stage1)
     assert len(stage2) == 4 and not any(s.from_reference for s in stage2) and all(s.estimate_s for s in stage2)
+    baselines = [s for s in steps.values() if s.run.stage == "baseline"]  # Popularity, ItemTransition
+    assert len(baselines) == 2 and all(s.from_reference for s in baselines)
     assert main(["plan", "--profile", "default"]) == 0
     out = capsys.readouterr().out
-    assert "10 to run: 6 taken from the reference (copied and checked, not trained), 4 to train" in out
-    assert out.count("todo: taken from the reference, not trained") == 6
+    assert "12 to run: 8 taken from the reference (copied and checked, not trained), 4 to train" in out
+    assert out.count("todo: taken from the reference, not trained") == 8
 
 
 def test_estimates_learn_from_runs_of_a_profile_that_trains_alike():

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from rasekit.runs import experiments, ledger, paths, runner
+from rasekit.runs import experiments, ledger, runner
+from rasekit.files import paths
 from rasekit import settings
 from rasekit.cli import main
 from rasekit.data import DataFormatError, load_file

@@ -11,7 +11,8 @@ import pytest
 
 from rasekit import data, settings
 from rasekit.cli import main
-from rasekit.runs import experiments, ledger, notebook_parameters, paths, plan, threads
+from rasekit.runs import experiments, ledger, notebook_parameters, plan, threads
+from rasekit.files import paths
 
 from .test_ledger import record
 

@@ -19,7 +19,8 @@ from rasekit import report
 from rasekit.cli import main
 from rasekit.data.registry import sha256_of
 from rasekit.evaluate import metrics
-from rasekit.runs import atomic, experiments, keys, ledger, paths, profiles, runner, store
+from rasekit.runs import experiments, keys, ledger, profiles, runner, store
+from rasekit.files import atomic, paths
 from rasekit.stages.loop import load_checkpoint, save_atomic
 
 from .test_keys import RANKS, _schema_1
@@ -254,7 +255,7 @@ def test_verify_names_every_problem_of_a_store(tmp_kit, capsys):
 
 def _killed_after(operations: int, command) -> int:
     """The exit code of `command` in a forked process that kills itself (SIGKILL) after that many file
-    operations (rasekit.runs.atomic)."""
+    operations (rasekit.files.atomic)."""
     def child():
         os.environ["RASEKIT_KILL_AFTER"] = str(operations)
         atomic._operations = 0

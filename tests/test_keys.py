@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from rasekit.evaluate import metrics
-from rasekit.runs import experiments, keys, ledger, paths, plan, profiles, store
+from rasekit.runs import experiments, keys, ledger, plan, profiles, store
+from rasekit.files import paths
 from rasekit.runs.provenance import config_hash
 from rasekit.stages.loop import load_checkpoint, save_atomic
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from rasekit.runs import notebook_files, paths
+from rasekit.runs import notebook_files
+from rasekit.files import paths
 
 GIT = shutil.which("git")
 ANOTHER_RUN = "NDCG@10 of the default profile: 0.0421\n"

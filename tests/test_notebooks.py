@@ -5,7 +5,8 @@ the notebooks, so a notebook saved with the outputs of any run changes no test."
 import nbformat
 import pytest
 
-from rasekit.runs import notebook_files, paths
+from rasekit.runs import notebook_files
+from rasekit.files import paths
 
 NOTEBOOKS = notebook_files.kit_notebooks()
 

@@ -6,7 +6,8 @@ import shutil
 import pytest
 
 from rasekit import settings
-from rasekit.runs import experiments, ledger, paths, plan
+from rasekit.runs import experiments, ledger, plan
+from rasekit.files import paths
 from rasekit.cli import main
 
 

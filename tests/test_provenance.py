@@ -4,7 +4,8 @@ import subprocess
 
 import pytest
 
-from rasekit.runs import ledger, paths, provenance
+from rasekit.runs import ledger, provenance
+from rasekit.files import paths
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")

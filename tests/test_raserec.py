@@ -6,7 +6,8 @@ import torch
 
 from rasekit import Encoder, RaSeRec
 from rasekit.raserec import top_items
-from rasekit.runs import experiments, ledger, loading, paths, store
+from rasekit.runs import experiments, ledger, loading, store
+from rasekit.files import paths
 from rasekit.settings import SettingsError
 
 from .test_experiments import tiny  # noqa: F401  (fixture: a 300-user, 1-epoch smoke profile)

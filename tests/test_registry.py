@@ -7,7 +7,7 @@ import urllib.error
 
 import pytest
 
-from rasekit.runs import paths
+from rasekit.files import paths
 from rasekit.data import registry
 from rasekit.data.registry import ChecksumError, DataFile, Dataset, DataUnavailableError, UnknownDatasetError
 

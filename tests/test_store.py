@@ -7,7 +7,8 @@ import torch
 
 from rasekit import settings
 from rasekit.analysis import compare
-from rasekit.runs import experiments, ledger, paths, runner, store
+from rasekit.runs import experiments, ledger, runner, store
+from rasekit.files import paths
 from rasekit.stages.loop import CheckpointError
 
 from .test_experiments import tiny  # noqa: F401  (fixture: a 300-user, 1-epoch smoke profile)

@@ -43,10 +43,11 @@ def test_a_resumed_run_keeps_the_count_it_started_with(machine, tmp_path):
     config = TrainConfig(epochs=2, batch_size=32, lr=0.05, valid_metric="HR@5")
     machine["others"] = 1.0  # busy at the start: one thread
     with pytest.raises(KeyboardInterrupt):
-        fit(ToyTask(fail_at_call=12), config, tmp_path / "run", META, seed=3, log=lambda *_: None)
+        fit(ToyTask(fail_at_call=12), config, tmp_path / "run", META, seed=3, log=lambda *_: None,
+            threads=threads.Claim())
     machine["others"] = 0.0  # idle when it resumes: still one thread, so it stays reproducible
     lines = []
-    fit(ToyTask(), config, tmp_path / "run", META, seed=3, log=lines.append)
+    fit(ToyTask(), config, tmp_path / "run", META, seed=3, log=lines.append, threads=threads.Claim())
     assert torch.get_num_threads() == 1 and lines[-1].endswith("1 thread)")
 
 

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from rasekit.runs import experiments, ledger, paths, profiles, store, variants
+from rasekit.runs import experiments, ledger, profiles, store, variants
+from rasekit.files import paths
 from rasekit import settings
 from rasekit.data.noise import Noise, noisy_data
 

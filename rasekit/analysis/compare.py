@@ -298,7 +298,8 @@ def verdict(differences: list[float], spreads: list[float | None], floor: float 
 def rounding_floor(record: dict) -> float:
     """ROUNDING_USERS test users' worth of a metric for the user's run `record`: 0 when its test ranks
     are not in the user's store (nothing to count the users by)."""
-    from rasekit.runs import paths, store
+    from rasekit.runs import store
+    from rasekit.files import paths
 
     entry = record.get("ranks")
     if not entry or not (paths.output_dir() / entry["file"]).exists():
@@ -311,7 +312,8 @@ def versus_reference(records: list[dict], metrics=PAPER_METRICS) -> pd.DataFrame
     row per run and metric, with the difference, the spread over the seeds of the reference's runs of that
     model and profile, and a verdict per run. A run taken from the reference is named as such (`label`),
     with no verdict to give. None when the output root is the reference itself (nothing to compare)."""
-    from rasekit.runs import ledger, paths
+    from rasekit.runs import ledger
+    from rasekit.files import paths
 
     if paths.is_reference():
         return None

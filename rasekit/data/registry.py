@@ -15,7 +15,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from rasekit.runs import paths
+from rasekit.files import paths
 
 ORIGIN = "https://raw.githubusercontent.com/aHuiWang/CIKM2020-S3Rec/master/data/"
 

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from rasekit.runs import atomic, paths
+from rasekit.files import atomic, paths
 
 
 def style() -> None:

@@ -17,7 +17,8 @@ import torch
 from rasekit import data as datasets
 from rasekit.data import sources
 from rasekit.data.noise import noisy_everywhere, training_noise
-from rasekit.runs import ledger, paths, profiles, store
+from rasekit.runs import ledger, profiles, store, threads
+from rasekit.files import paths
 from rasekit import settings
 from rasekit.runs.keys import run_key
 from rasekit.runs.provenance import git_commit, record as provenance
@@ -139,7 +140,7 @@ def pretrain(dataset: str = "Beauty", encoder: str = "sasrec", objective: str = 
         {**(encoder_params or {}), **(objective_params or {}), **train, **noise_label(noise)},
         {**PRETRAIN, **prof.pretrain})
     result = fit(task, TrainConfig(**config["train"]), run_dir(key), meta, seed, log=log,
-                 name=f"{name} (stage 1) on {config['dataset']}, seed {seed}")
+                 threads=threads.Claim(), name=f"{name} (stage 1) on {config['dataset']}, seed {seed}")
     return _finish(key, config, name, prof, result, device, time.perf_counter() - start, commit, task, meta)
 
 
@@ -352,7 +353,7 @@ def finetune(dataset: str = "Beauty", backbone: str = "duorec", seed: int = 1, p
          **({"stage-1 seed": base["seed"]} if base["seed"] != seed else {})},
         {**RAM, **FINETUNE, **prof.finetune})
     result = fit(task, TrainConfig(**config["train"]), run_dir(key), meta, seed, log=log,
-                 name=f"{name} (stage 2) on {config['dataset']}, seed {seed}")
+                 threads=threads.Claim(), name=f"{name} (stage 2) on {config['dataset']}, seed {seed}")
     return _finish(key, config, name, prof, result, device, time.perf_counter() - start, commit, task, meta)
 
 

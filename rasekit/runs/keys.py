@@ -19,7 +19,8 @@ from pathlib import Path
 
 import torch
 
-from rasekit.runs import atomic, ledger, paths, store
+from rasekit.runs import ledger, store
+from rasekit.files import atomic, paths
 from rasekit.runs.provenance import config_hash
 
 SCHEMA = 2

@@ -16,7 +16,7 @@ except ImportError:  # Windows: no advisory locks; a single writer at a time is 
 
 import pandas as pd
 
-from rasekit.runs import atomic, paths
+from rasekit.files import atomic, paths
 from rasekit.runs.profiles import PROFILE_ORDER
 
 LOCK = ".lock"

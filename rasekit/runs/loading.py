@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rasekit.runs import experiments, ledger, paths, profiles
+from rasekit.runs import experiments, ledger, profiles
+from rasekit.files import paths
 from rasekit.runs.keys import run_key
 from rasekit.settings import RamConfig
 from rasekit.stages.loop import check_shapes, load_checkpoint

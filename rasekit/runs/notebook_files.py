@@ -19,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rasekit.runs import paths
+from rasekit.files import paths
 
 NOTEBOOKS = paths.REPO_ROOT / "notebooks"
 EXPECTED = paths.REPO_ROOT / "tests" / "expected"

@@ -15,7 +15,8 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 
-from rasekit.runs import experiments, ledger, paths, profiles, sweeps
+from rasekit.runs import experiments, ledger, profiles, sweeps
+from rasekit.files import paths
 from rasekit import settings
 from rasekit.data import registry, sources
 from rasekit.data.noise import RATIOS, training_noise

@@ -11,7 +11,8 @@ from importlib import metadata
 
 import torch
 
-from rasekit.runs import ledger, paths
+from rasekit.runs import ledger
+from rasekit.files import paths
 from rasekit.data import sources
 
 LIBRARIES = ("torch", "numpy", "pandas", "faiss-cpu", "rasekit")

@@ -10,7 +10,8 @@ import warnings
 from pathlib import Path
 
 from rasekit import settings
-from rasekit.runs import atomic, notebook_files, notebook_parameters, paths, profiles
+from rasekit.runs import notebook_files, notebook_parameters, profiles
+from rasekit.files import atomic, paths
 from rasekit.runs.provenance import git_commit, versions
 
 NOTEBOOKS = paths.REPO_ROOT / "notebooks"

@@ -11,7 +11,7 @@ runs that are loaded again, its trained weights), and the two roots a user deals
 
 Weights are kept weights only (no optimizer state), one file per run, with their sha256 in the record;
 loading checks the hash, the run, the dataset and the shapes. Ranks carry their sha256 too, checked at
-every read. Every file is written whole (`rasekit.runs.atomic`); `verify` checks a store against its
+every read. Every file is written whole (`rasekit.files.atomic`); `verify` checks a store against its
 records."""
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from rasekit.evaluate import metrics
-from rasekit.runs import atomic, ledger, paths
+from rasekit.runs import ledger
+from rasekit.files import atomic, paths
 from rasekit.data.registry import sha256_of
 from rasekit.stages.loop import CheckpointError, save_atomic
 

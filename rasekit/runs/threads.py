@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from rasekit import settings
-from rasekit.runs import paths
+from rasekit.files import paths
 
 SAMPLE_S = 0.2  # how long the machine is watched before a run starts
 THREADS_MAX = 256  # beyond any machine here: a larger count is a typo, not a setting
@@ -140,4 +140,16 @@ def limited():
     finally:
         torch.set_num_threads(before[0])
         faiss.omp_set_num_threads(before[1])
+        release()
+
+
+class Claim:
+    """The thread count of a training run (`rasekit.stages.loop.fit`): the user's (RASEKIT_THREADS or
+    OMP_NUM_THREADS), else the count it ran with before it was interrupted, so that a resumed run stays
+    reproducible, else the cores free now (`choose`, which claims them); released when the run ends."""
+
+    def choose(self, resumed: int | None) -> int:
+        return fixed_by_user() or resumed or choose()
+
+    def release(self) -> None:
         release()

@@ -17,10 +17,7 @@ from tqdm import tqdm  # text bars: a saved notebook reopens without widget erro
 
 from rasekit import settings
 from rasekit.evaluate import NonFiniteScoresError, metrics, target_ranks
-from rasekit.runs import atomic
-from rasekit.runs.threads import choose as choose_threads
-from rasekit.runs.threads import fixed_by_user as threads_fixed_by_user
-from rasekit.runs.threads import release as release_threads
+from rasekit.files import atomic
 
 
 class Task(Protocol):
@@ -43,6 +40,15 @@ class Task(Protocol):
     def scores(self, part: str, index: np.ndarray) -> torch.Tensor: ...
     def targets(self, part: str) -> np.ndarray: ...
     def before_test(self) -> None: ...
+
+
+class Threads(Protocol):
+    """How many threads a run computes on (`rasekit.runs.threads.Claim`): chosen when it starts, from the
+    count it ran with before if it resumes, and released when it ends."""
+
+    def choose(self, resumed: int | None) -> int: ...
+
+    def release(self) -> None: ...
 
 
 @dataclass
@@ -113,7 +119,7 @@ class CheckpointError(ValueError):
 
 
 def save_atomic(obj, path: Path) -> None:
-    """torch.save, whole or not at all (`rasekit.runs.atomic`). The bytes are made in memory first: torch
+    """torch.save, whole or not at all (`rasekit.files.atomic`). The bytes are made in memory first: torch
     writing to a full disk reports only "enforce fail at inline_container.cc", the kit's write names the
     file and the disk."""
     buffer = io.BytesIO()
@@ -219,12 +225,13 @@ def _same_rule(state: dict, config: TrainConfig, last: Path) -> dict:
 
 
 def fit(task: Task, config: TrainConfig, run_dir: Path, meta: dict, seed: int, log=print,
-        name: str = "run") -> dict:
+        name: str = "run", threads: Threads | None = None) -> dict:
     """Train with early stopping, resuming from run_dir/last.pt if present; test the best epoch.
 
     meta: facts a checkpoint must share with this run (e.g. config hash, dataset, n_items); a
     checkpoint with other values is refused rather than silently reused. name: what the log and the
-    errors call this run (e.g. "DuoRec (stage 1) on Beauty, seed 1"). Threads: see `rasekit.runs.threads`.
+    errors call this run (e.g. "DuoRec (stage 1) on Beauty, seed 1"). `threads` chooses the thread count
+    (None: the count a resumed run had, else torch's current one).
     A non-finite loss or score stops the run with a DivergedError before that epoch is checkpointed, so
     neither "best" nor "last" ever holds a diverged model and no result is returned.
     Returns best epoch, epochs run, the history, the epochs after which it resumed, and validation/test
@@ -240,10 +247,9 @@ def fit(task: Task, config: TrainConfig, run_dir: Path, meta: dict, seed: int, l
         state = _resume(last, meta, task, optimizer, rng, config)
         state["resumed_after"] = [*state.get("resumed_after", []), state["epoch"]]  # named in the record
         log(f"{name}: resuming after epoch {state['epoch']} from {last}")
-    # the run's thread count: the user's, else the one it started with, else the cores free now
-    threads = threads_fixed_by_user() or state.get("threads") or choose_threads()
-    state["threads"] = threads
-    torch.set_num_threads(threads)
+    count = threads.choose(state.get("threads")) if threads else state.get("threads") or torch.get_num_threads()
+    state["threads"] = count
+    torch.set_num_threads(count)
     for epoch in range(state["epoch"] + 1, config.epochs):
         if state["stale"] > config.patience:
             break
@@ -269,8 +275,9 @@ def fit(task: Task, config: TrainConfig, run_dir: Path, meta: dict, seed: int, l
         shown = dict.fromkeys([config.valid_metric, "HR@10", "NDCG@10"])  # the stopping metric first
         log(f"{name} epoch {epoch}: loss {loss:.1f}  valid "
             + "  ".join(f"{m} {valid[m]:.4f}" for m in shown)
-            + f"  ({time.perf_counter() - start:.1f} s, {threads} thread{'s' if threads > 1 else ''})")
-    release_threads()  # a claim left by a failure expires after threads.GRACE_S
+            + f"  ({time.perf_counter() - start:.1f} s, {count} thread{'s' if count > 1 else ''})")
+    if threads:
+        threads.release()  # a claim left by a failure expires by itself (rasekit.runs.threads.GRACE_S)
     task.model.load_state_dict(load_checkpoint(best, meta, task.model)["model"])
     try:
         valid_ranks = evaluate_part(task, "valid", config.eval_chunk)

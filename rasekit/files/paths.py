@@ -4,7 +4,7 @@ from pathlib import Path
 
 from rasekit.settings import SettingsError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]  # rasekit/runs/paths.py -> the repository
+REPO_ROOT = Path(__file__).resolve().parents[2]  # rasekit/files/paths.py -> the repository
 
 
 def _env_path(name: str, default: Path | None) -> Path | None:
