@@ -290,8 +290,8 @@ def test_promote_killed_at_any_point_completes_when_run_again(tmp_kit, monkeypat
         for root in (own, reference):
             shutil.rmtree(root / "results", ignore_errors=True)
         _run("a", own, RANKS, weights=1.0)  # new: ranks and weights go
-        _run("b", own, RANKS + 1, weights=2.0, profile="default")  # replaces b, whose weights go
-        _run("b", reference, RANKS + 2, weights=3.0, profile="default")
+        _run("b", own, RANKS + 1, weights=2.0, profile="default")  # replaces b's ranks; its weights stay out
+        _run("b", reference, RANKS + 2, profile="default")
         return reference
     promote = lambda: store.promote(log=quiet)  # noqa: E731
     make_store()

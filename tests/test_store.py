@@ -90,9 +90,10 @@ def test_the_reference_keeps_weights_of_its_weight_profiles_only_and_not_when_to
     assert store.weights_path(rec) is not None  # the user's own copy stays
     monkeypatch.setattr(store, "REFERENCE_WEIGHTS", (kept,))
     assert store.promote() == [rec["key"]] and store.weights_path(rec, reference) is not None
-    assert store.promote(weights=False) == [rec["key"]]  # a run no notebook loads from the reference
-    assert "weights" not in ledger.get(rec["key"], reference)
-    assert not any(paths.weights_dir(reference).iterdir())  # the file its old record named went with it
+    messages = []  # a ranks-only promotion never drops weights the reference keeps
+    assert store.promote(weights=False, log=messages.append) == []
+    assert ledger.get(rec["key"], reference)["weights"] and store.weights_path(rec, reference) is not None
+    assert "it keeps the trained weights" in messages[0]
 
 
 def test_a_promotion_checks_every_run_first_and_keeps_the_larger_profiles_records(kept):

@@ -140,8 +140,9 @@ def promote(keys=None, profile: str | None = None, log=print, weights: bool = Tr
     holds from a larger profile is left as it is (a training-free baseline computes the same thing in
     every profile), and said so. Weights go only with runs of REFERENCE_WEIGHTS, and not at all without
     `weights`; the record of another run goes without its "weights" entry, so that no record names a
-    file that is not there, and the weights a replaced record named are removed. A run taken from the
-    reference (`adopt`) is left alone, and said so. Returns the keys promoted."""
+    file that is not there, and the weights a replaced record named are removed; a reference record that
+    keeps weights is therefore never replaced by one without them (it is kept, and said so). A run taken
+    from the reference (`adopt`) is left alone, and said so. Returns the keys promoted."""
     own, reference = paths.output_dir(), paths.reference_dir()
     if own == reference:
         raise ValueError("the output root is the reference itself: nothing to promote")
@@ -160,8 +161,13 @@ def promote(keys=None, profile: str | None = None, log=print, weights: bool = Tr
             log(f"kept the reference's {held['profile']} record of run {record['key']} ({record['model']}); "
                 f"your {record['profile']} run does not replace it")
             continue
+        keeps = weights and record["profile"] in REFERENCE_WEIGHTS
+        if held and held.get("weights") and not keeps:
+            log(f"kept the reference's record of run {record['key']} ({record['model']}): it keeps the trained "
+                f"weights that notebooks load, which a record without weights would remove")
+            continue
         record = _checked(record, own)
-        if (not weights or record["profile"] not in REFERENCE_WEIGHTS) and record.get("weights"):
+        if not keeps and record.get("weights"):
             record = {k: v for k, v in record.items() if k != "weights"}
         copies.append(record)
     sweep(reference)
