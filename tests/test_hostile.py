@@ -11,6 +11,7 @@ import pytest
 
 from rasekit import data, settings
 from rasekit.cli import main
+from rasekit.memory import partitions
 from rasekit.runs import experiments, ledger, notebook_parameters, plan, threads
 from rasekit.files import paths
 
@@ -215,8 +216,8 @@ def test_a_partition_with_lower_above_upper_is_refused_naming_the_spec():
     spec = {"by": "length", "lower": 5, "upper": 2}
     with pytest.raises(settings.SettingsError, match=r"partition=\{'by': 'length', 'lower': 5, 'upper': 2\} is not "
                                                      r"allowed: expected lower <= upper"):
-        experiments.check_partition(spec)
-    assert experiments.check_partition({"by": "popularity", "lower": 0.8, "upper": 0.8}) is not None
+        partitions.check(spec)
+    assert partitions.check({"by": "popularity", "lower": 0.8, "upper": 0.8}) is not None
 
 
 @pytest.mark.parametrize("command", [["results"], ["results", "--json"], ["results", "--summary"], ["promote"]])

@@ -3,9 +3,9 @@ should, and the ablation table's drops are computed against "All" of the same se
 import numpy as np
 import pytest
 
-from rasekit.runs import experiments
 from rasekit.analysis import partitions
 from rasekit.data import split
+from rasekit.memory import partitions as bank_partitions
 from rasekit.memory.bank import MemoryBank
 from rasekit.settings import SettingsError
 
@@ -38,13 +38,13 @@ def test_removals_cover_every_dimension(data):
 def test_without_a_partition_the_bank_keeps_exactly_the_rest(data, bank):
     for dimension, removed, variant in partitions.removals(data, n_parts=3)[1:]:
         spec = variant.partition
-        kept = experiments.partition_filter(spec, data)(bank)
+        kept = bank_partitions.bank_filter(spec, data)(bank)
         try:
-            part = len(experiments.partition_filter({**spec, "invert": False}, data)(bank))
+            part = len(bank_partitions.bank_filter({**spec, "invert": False}, data)(bank))
         except SettingsError:  # popularity ties here (every item 6 or 7 times) leave the mid part empty
             part = 0
         assert len(kept) + part == len(bank), (dimension, removed)
-    active = experiments.active_users(data, 2 / 3, 1.0)
+    active = bank_partitions.active_users(data, 2 / 3, 1.0)
     assert set(active) <= {6, 7, 8}  # the users with the longest sequences
 
 

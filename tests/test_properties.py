@@ -7,6 +7,7 @@ import warnings
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
+from rasekit.memory import partitions
 from rasekit.runs import experiments
 from rasekit import settings
 from rasekit.data import DataFormatError, load_file, read_item_attributes
@@ -120,6 +121,6 @@ def test_random_training_settings_are_valid_or_refused_by_name(given_settings):
               "invert": ANY_VALUE})))
 def test_random_partitions_are_valid_or_refused(partition):
     try:
-        experiments.check_partition(partition)
+        partitions.check(partition)
     except settings.SettingsError as err:
         assert "not allowed" in str(err) or "unknown" in str(err) or "partition" in str(err)

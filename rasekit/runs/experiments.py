@@ -17,6 +17,7 @@ import torch
 from rasekit import data as datasets
 from rasekit.data import sources
 from rasekit.data.noise import noisy_everywhere, training_noise
+from rasekit.memory import partitions
 from rasekit.runs import ledger, profiles, store, threads
 from rasekit.files import paths
 from rasekit import settings
@@ -238,72 +239,6 @@ def _resumed(result: dict) -> dict:
     return {"resumed_after_epochs": after} if after else {}
 
 
-PARTITIONS = {"length": ("lower", "upper", "invert"), "popularity": ("lower", "upper", "invert"),
-              "activity": ("lower", "upper", "invert"), "sample": ("fraction", "seed"),
-              "users": ("fraction", "seed", "invert")}
-
-
-def check_partition(partition: dict | None) -> dict | None:
-    """A memory-bank partition spec checked by name, type and range (see `partition_filter`)."""
-    if partition is None:
-        return None
-    if not isinstance(partition, dict):
-        raise settings.SettingsError(f"partition must be a mapping such as {{'by': 'length', 'upper': 5}}, "
-                                     f"got {partition!r}")
-    spec = dict(partition)
-    by = settings.choice("partition 'by'", spec.pop("by", None), tuple(PARTITIONS))
-    spec = settings.known(f"{by} partition", spec, PARTITIONS[by])
-    for name, value in spec.items():
-        if name == "invert":
-            settings.boolean(name, value)
-        elif name == "seed":
-            settings.seed(value)
-        elif name == "fraction":
-            settings.real("fraction", value, 0, 1, low_open=True)
-        elif value is not None and by == "length":
-            settings.integer(name, value, 0)
-        elif value is not None:  # popularity and activity bounds are quantiles (items, users)
-            settings.real(name, value, 0, 1)
-    if spec.get("lower") is not None and spec.get("upper") is not None and spec["lower"] > spec["upper"]:
-        raise settings.SettingsError(f"partition={partition!r} is not allowed: expected lower <= upper")
-    return partition
-
-
-def partition_filter(partition: dict | None, data: datasets.SplitData):
-    """A memory-bank partition from a JSON-able spec, for ablations, e.g.
-    {"by": "length", "lower": None, "upper": 5, "invert": False},
-    {"by": "popularity", "lower": 0.8, "upper": 1.0} (quantiles of item counts), {"by": "activity",
-    "lower": 0.0, "upper": 0.5} (users whose sequence length lies between those quantiles over users),
-    {"by": "sample", "fraction": 0.5}, {"by": "users", "fraction": 0.5} (a seeded sample of users).
-    "invert" keeps everything else: the bank without that partition."""
-    if check_partition(partition) is None:
-        return None
-    spec = dict(partition)
-    by = spec.pop("by")
-    if by == "length":
-        return lambda bank: bank.by_length(**spec)
-    if by == "popularity":
-        return lambda bank: bank.by_popularity(data.item_counts(), quantiles=True, **spec)
-    if by == "sample":
-        return lambda bank: bank.sample(**spec)
-    if by == "activity":
-        return lambda bank: bank.by_users(active_users(data, spec.get("lower"), spec.get("upper")),
-                                          invert=spec.get("invert", False))
-    users = np.unique(data.train.users)
-    chosen = np.random.default_rng(spec.get("seed", 0)).choice(
-        users, round(spec["fraction"] * len(users)), replace=False)
-    return lambda bank: bank.by_users(chosen, invert=spec.get("invert", False))
-
-
-def active_users(data: datasets.SplitData, lower: float | None, upper: float | None) -> np.ndarray:
-    """Users whose activity (their number of training instances, which grows with the length of their
-    sequence) lies at quantiles [lower, upper) over users; upper = 1 includes the most active."""
-    users, activity = np.unique(data.train.users, return_counts=True)
-    lo = -np.inf if not lower else np.quantile(activity, lower)
-    hi = np.inf if upper is None or upper >= 1 else np.quantile(activity, upper)
-    return users[(activity >= lo) & (activity < hi)]
-
-
 def finetune(dataset: str = "Beauty", backbone: str = "duorec", seed: int = 1, profile: str | None = None,
              ram: dict | None = None, train: dict | None = None, partition: dict | None = None,
              pretrain_seed: int | None = None, pretrain_train: dict | None = None, noise: dict | None = None,
@@ -324,7 +259,7 @@ def finetune(dataset: str = "Beauty", backbone: str = "duorec", seed: int = 1, p
     ram_config = settings.RamConfig.of(ram, RAM)
     train = check_train(train, {**FINETUNE, **prof.finetune})
     pretrain_train = check_train(pretrain_train, {**PRETRAIN, **prof.pretrain})
-    check_partition(partition)
+    partitions.check(partition)
     noise = training_noise(noise)
     device = device or default_device()
     encoder_name, objective = BACKBONES[backbone]
@@ -346,7 +281,7 @@ def finetune(dataset: str = "Beauty", backbone: str = "duorec", seed: int = 1, p
     data = load_data(config, prof)
     commit, start = git_commit(), time.perf_counter()
     task = RaSeRecTask(load_pretrained(base, device), data, ram_config, device=device, seed=seed,
-                       bank_filter=partition_filter(partition, data))
+                       bank_filter=partitions.bank_filter(partition, data))
     meta = {"key": key, "dataset": config["dataset"], "n_items": data.n_items}
     name = f"RaSeRec({base['model']})" + variant_label(
         {**(ram or {}), **train, **({"partition": partition} if partition else {}), **noise_label(noise),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from rasekit.memory import partitions
 from rasekit.runs import experiments, ledger, profiles
 from rasekit.files import paths
 from rasekit.runs.keys import run_key
@@ -90,7 +91,7 @@ def stage2_task(record: dict, root: Path | None = None, device=None, data=None, 
     partition = record["config"]["partition"] if keep_partition else partition
     encoder = experiments.load_pretrained(backbone_of(record, root), device, root=root)
     task = RaSeRecTask(encoder, data, settings, device=device, seed=record["seed"],
-                       bank_filter=experiments.partition_filter(partition, data))
+                       bank_filter=partitions.bank_filter(partition, data))
     path = experiments.trained_weights(record, root)
     state = load_checkpoint(path, {"key": record["key"], "dataset": record["dataset"]})
     check_shapes(path, state["model"], task.model)

@@ -11,6 +11,7 @@ import time
 from dataclasses import asdict, dataclass
 
 from rasekit.data import sources
+from rasekit.memory import partitions
 from rasekit.runs import experiments, ledger, loading, profiles, store
 from rasekit.runs.loading import MissingWeights
 from rasekit import settings
@@ -32,7 +33,7 @@ class TestVariant:
     k: int | None = None
     index: str | None = None
     nprobe: int | None = None
-    partition: dict | None = None  # the train bank restricted as `experiments.partition_filter` says
+    partition: dict | None = None  # the train bank restricted as `memory.partitions.bank_filter` says
     noise: Noise | None = None     # noisy test inputs (and bank, if noise.bank == "noisy")
 
     def __post_init__(self):
@@ -42,7 +43,7 @@ class TestVariant:
             settings.choice("index", self.index, settings.INDEX_KINDS)
         if self.nprobe is not None:
             settings.integer("nprobe", self.nprobe, 1)
-        experiments.check_partition(self.partition)
+        partitions.check(self.partition)
 
         if self.noise is not None and not isinstance(self.noise, Noise):
             raise SettingsError(f"noise={self.noise!r} is not allowed: expected a rasekit.data.noise.Noise")
