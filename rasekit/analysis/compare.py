@@ -4,26 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from rasekit.analysis.published import OFFICIAL_DUOREC_CURVE, PAPER, REPORTED_DUOREC, SASREC_CE_REPORTED
 from rasekit.evaluate import per_user
 
 PAPER_METRICS = ("HR@5", "HR@10", "NDCG@5", "NDCG@10")
-
-# Reported targets (test set, full ranking). Paper: hyper.ai card of the RaSeRec paper; official log:
-# the released Beauty logs (docs/method.md §9.1-9.2).
-PAPER = {("Beauty", "RaSeRec"): {"HR@5": 0.0569, "HR@10": 0.0860, "NDCG@5": 0.0369, "NDCG@10": 0.0463},
-         ("Sports_and_Outdoors", "RaSeRec"): {"HR@5": 0.0331, "HR@10": 0.0497, "NDCG@5": 0.0211,
-                                              "NDCG@10": 0.0264}}
-OFFICIAL_LOG = {("Beauty", "DuoRec"): {"HR@5": 0.0541, "HR@10": 0.0834, "NDCG@5": 0.0337, "NDCG@10": 0.0431},
-                ("Beauty", "RaSeRec"): {"HR@5": 0.0567, "HR@10": 0.0863, "NDCG@5": 0.0367,
-                                        "NDCG@10": 0.0462}}
-# DuoRec as reported elsewhere, to tell a stage-1 gap from a stage-2 one: Beauty, the official checkpoint's
-# log; Sports, the DuoRec column of the follow-up RAMRec's baseline table (docs/method.md §9.4; not
-# confirmed to equal the RaSeRec paper's own table; a third-party DuoRec-code run has 0.0305 / 0.0473 /
-# 0.0189 / 0.0243, §9.5).
-REPORTED_DUOREC = {"Beauty": OFFICIAL_LOG[("Beauty", "DuoRec")],
-                   "Sports_and_Outdoors": {"HR@5": 0.0315, "HR@10": 0.0479, "NDCG@5": 0.0196,
-                                           "NDCG@10": 0.0248}}
-
 
 def paired_permutation_test(a: np.ndarray, b: np.ndarray, n_resamples: int = 10_000, seed: int = 0) -> float:
     """Two-sided p-value of the mean paired difference b - a under random sign flips (no distributional
@@ -159,15 +143,6 @@ def improvement_figure(table: pd.DataFrame):
         ax.set_title(f"{name} ({seeds} seed{'s' if seeds != 1 else ''})")
     axes[0][0].legend(fontsize=8)
     return fig
-
-
-# Validation curve of the official DuoRec checkpoint's log on Beauty (docs/method.md §9.3).
-OFFICIAL_DUOREC_CURVE = {"epoch": [0, 10, 20, 30, 34, 42, 53],
-                         "HR@10": [.0174, .0699, .0935, .1017, .1050, .1051, .1043],
-                         "NDCG@10": [.0083, .0360, .0493, .0533, .0551, .0553, .0545],
-                         "MRR@10": [.0055, .0257, .0359, .0384, .0398, .0399, .0392]}
-# SASRec trained with CE inside the DuoRec code, reported in RuihongQiu/DuoRec issue #3 (docs/method.md §9.4).
-SASREC_CE_REPORTED = {"NDCG@5": 0.0326, "NDCG@10": 0.0415}
 
 
 def stage1_table(records: list[dict], metrics=PAPER_METRICS) -> pd.DataFrame:

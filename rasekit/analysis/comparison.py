@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from rasekit.analysis.compare import (PAPER, empty_figure, paired, paired_permutation_test, spread, table_of,
+from rasekit.analysis.published import FOLLOW_UP, FOLLOW_UP_METRICS, PAPER
+from rasekit.analysis.compare import (empty_figure, paired, paired_permutation_test, spread, table_of,
                                       user_metric)
 
 TABLE_METRICS = ("HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20")
@@ -18,21 +19,6 @@ LOSSES = {"Popularity": "none (training counts)", "ItemTransition": "none (train
           "RaSeRec": "stage 2 on DuoRec: CE"}
 
 TRAINING_FREE = ("Popularity", "ItemTransition")  # one deterministic run each, no seed, no training
-
-# The baseline table of the same group's follow-up repository (RAMRec, assets/performance_results.png;
-# docs/method.md §9.4): its SASRec column was trained with BPR and one negative. Two cells there repeat
-# the HR@5 value and look like typos; they are left out (None).
-FOLLOW_UP = {
-    "Beauty": {"SASRec (BPR)": (0.0365, 0.0627, 0.0236, 0.0281), "CL4SRec": (0.0401, 0.0683, 0.0223, 0.0317),
-               "BERT4Rec": (0.0193, 0.0401, 0.0187, 0.0254), "DuoRec": (0.0546, None, 0.0352, 0.0443),
-               "RaSeRec": (0.0569, 0.0865, 0.0369, 0.0465)},
-    "Sports_and_Outdoors": {"SASRec (BPR)": (0.0218, 0.0336, 0.0127, 0.0169),
-                            "CL4SRec": (0.0227, 0.0374, 0.0129, 0.0184),
-                            "BERT4Rec": (0.0176, None, 0.0105, 0.0153),
-                            "DuoRec": (0.0315, 0.0479, 0.0196, 0.0248),
-                            "RaSeRec": (0.0331, 0.0497, 0.0211, 0.0264)}}
-FOLLOW_UP_METRICS = ("HR@5", "HR@10", "NDCG@5", "NDCG@10")
-
 
 def model_table(runs: dict[tuple[str, str], list[dict]], metrics=TABLE_METRICS) -> pd.DataFrame:
     """One row per (dataset, model): seeds, loss, then mean and std over seeds of every metric. `runs`:
