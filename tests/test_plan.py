@@ -188,7 +188,7 @@ def test_a_killed_plan_leaves_no_worker_training_on(tmp_path):
         "    time.sleep(600)\n")
     plan_process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     worker = int(plan_process.stdout.readline())
-    plan_process.send_signal(signal.SIGKILL)  # as a session's end kills it
+    plan_process.send_signal(signal.SIGKILL)  # as the end of a working day kills it
     plan_process.wait()
     for _ in range(50):
         try:
