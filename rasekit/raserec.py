@@ -83,20 +83,19 @@ class Encoder:
         module = loading.stage1_encoder(record, root, device)
         return cls(module, experiments.load_data(record["config"], profiles.get(record["profile"])), record)
 
-    def represent(self, sequences) -> torch.Tensor:
-        """h: the representation [n, d] of each raw item sequence."""
+    def represent(self, sequences) -> tuple[torch.Tensor, torch.Tensor]:
+        """(h: the representation [n, d] of each raw item sequence, the sequences as a padded batch)."""
         seqs, lengths = as_batch(sequences, self.data.n_items, self.data.train.seqs.shape[1])
         device = self.module.item_weights().device
         with torch.no_grad():
-            return self.module(seqs.to(device), torch.as_tensor(lengths, device=device))
+            return self.module(seqs.to(device), torch.as_tensor(lengths, device=device)), seqs.to(device)
 
     def recommend(self, sequences, k: int = 10, exclude_seen: bool = False) -> Recommendations:
         """The k best next items of each raw item sequence (all items ranked, as in the evaluation)."""
-        h = self.represent(sequences)
-        seqs, _ = as_batch(sequences, self.data.n_items, self.data.train.seqs.shape[1])
+        h, seqs = self.represent(sequences)
         with torch.no_grad():
             scores = h @ self.module.item_weights().T
-        return top_items(scores, k, seqs.to(h.device) if exclude_seen else None)
+        return top_items(scores, k, seqs if exclude_seen else None)
 
 
 class RaSeRec:
@@ -167,6 +166,10 @@ class RaSeRec:
         items, oldest first), the prefix's length, its target item, its cosine similarity to the query,
         and whether it comes from the training or the validation part."""
         _, found, _ = self._retrieved([list(sequence)], None if user is None else [user])
+        return self._memories(found)
+
+    def _memories(self, found) -> pd.DataFrame:
+        """The table of `retrieve` for the first query's retrieved memories `found`."""
         ids = found.ids[0][found.mask[0]]
         bank = self.bank
         parts = {tag: getattr(self.data, tag) for tag in np.unique(bank.tags[ids])}
@@ -183,7 +186,7 @@ class RaSeRec:
         h, found, _ = self._retrieved([list(sequence)], None if user is None else [user])
         with torch.no_grad():
             _, attention = self.task.augment(h, found, return_attention=True)
-        table = self.retrieve(sequence, user)
+        table = self._memories(found)
         keep = found.mask[0]
         for block, probs in attention.items():
             table[f"attention_{block}"] = probs[0].mean(0).cpu().numpy()[keep]

@@ -50,10 +50,8 @@ def inference(task, users: int = 200, batch: int = 256, batches: int = 8, seed: 
 
     def raserec(rows):
         h = task.encoder(seqs[rows], lengths[rows])
-        found = task.bank.search(h, test.users[rows], test.lengths[rows], task.k)
-        ids = torch.as_tensor(np.maximum(found.ids, 0))
-        h = task.model(h, task.bank_keys[ids], task.bank_values[ids], torch.as_tensor(found.mask))
-        return (h @ task.items.T).topk(10)
+        found = task.search(h, test.users[rows], test.lengths[rows])
+        return (task.augment(h, found) @ task.items.T).topk(10)
 
     task.model.eval()
     rows = []

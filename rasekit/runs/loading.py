@@ -21,19 +21,22 @@ class MissingWeights(FileNotFoundError):
     """A run is recorded, but the trained weights needed to load it are not here."""
 
 
-def stage1_key(dataset: str, backbone: str, seed: int, profile: str = "full") -> str:
-    """The ledger key of the stage-1 run of `backbone` (a stage-2 backbone name, e.g. "duorec")."""
+def _stage1_config(dataset: str, backbone: str, seed: int, profile: str) -> dict:
+    """The configuration of the stage-1 run of `backbone` (a stage-2 backbone name, e.g. "duorec")."""
     encoder, objective = experiments.BACKBONES[backbone]
-    return run_key(experiments.pretrain_config(dataset, encoder, objective, seed, profiles.get(profile)))
+    return experiments.pretrain_config(dataset, encoder, objective, seed, profiles.get(profile))
+
+
+def stage1_key(dataset: str, backbone: str, seed: int, profile: str = "full") -> str:
+    """The ledger key of the stage-1 run of `backbone`."""
+    return run_key(_stage1_config(dataset, backbone, seed, profile))
 
 
 def stage2_key(dataset: str, backbone: str, seed: int, profile: str = "full", ram: dict | None = None) -> str:
     """The ledger key of RaSeRec on `backbone` with the official settings changed by `ram`."""
-    prof = profiles.get(profile)
-    encoder, objective = experiments.BACKBONES[backbone]
-    base_config = experiments.pretrain_config(dataset, encoder, objective, seed, prof)
+    base_config = _stage1_config(dataset, backbone, seed, profile)
     base = {"key": run_key(base_config), "config": base_config}
-    return run_key(experiments.finetune_config(base, backbone, seed, prof, ram))
+    return run_key(experiments.finetune_config(base, backbone, seed, profiles.get(profile), ram))
 
 
 def locate(key: str) -> tuple[dict, Path]:

@@ -89,11 +89,8 @@ class RaSeRecTask:
                  device: str | torch.device = "cpu", batch_size: int = 1024, seed: int | None = 0,
                  loss_chunk: int | None = None):
         ram = ram or RamConfig()
-        self.ram = ram
-        self.encoder, self.data, self.k, self.fetch = freeze(encoder), data, ram.k, ram.fetch
-        self.random_memories, self.same_user_filter = ram.memories == "random", ram.same_user_filter
-        self.seed = seed
-        self.device, self.batch_size, self.retrain_for_test = torch.device(device), batch_size, ram.retrain_for_test
+        self.ram, self.encoder, self.data, self.seed = ram, freeze(encoder), data, seed
+        self.device, self.batch_size = torch.device(device), batch_size
         self.loss_chunk = loss_chunk  # rows per CE chunk; None: chosen per device (see `_chunk`)
         with torch.no_grad():
             self.items = encoder.item_weights().detach().float().to(self.device)  # E, frozen
@@ -146,6 +143,11 @@ class RaSeRecTask:
         self.bank_keys = self.bank.keys.to(self.device)
         self.bank_values = self.bank.values.to(self.device)
 
+    @property
+    def k(self) -> int:
+        """Memories retrieved per query."""
+        return self.ram.k
+
     def instances(self, part: str) -> Instances:
         return getattr(self.data, part)
 
@@ -155,10 +157,11 @@ class RaSeRecTask:
         """The K memories of any queries (raw representations, their users and capped lengths) as this run
         retrieves them: the nearest after the same-user filter, or for the random-memory control a draw
         seeded by the run's seed and `stream` (one stream per part, so each part's draw is fixed)."""
-        if self.random_memories:
+        ram = self.ram
+        if ram.memories == "random":
             seed = [self.seed or 0, stream]
-            return random_memories(self.bank, queries, users, lengths, self.k, seed, self.same_user_filter)
-        return self.bank.search(queries, users, lengths, self.k, self.fetch, same_user_filter=self.same_user_filter)
+            return random_memories(self.bank, queries, users, lengths, ram.k, seed, ram.same_user_filter)
+        return self.bank.search(queries, users, lengths, ram.k, ram.fetch, same_user_filter=ram.same_user_filter)
 
     def retrieve(self, part: str, index: np.ndarray) -> Retrieved:
         """Per-batch retrieval as the official code: search the bank for the batch's queries, filter."""
@@ -180,7 +183,7 @@ class RaSeRecTask:
         valid = self.data.valid
         with self._timed("grow"):
             self.bank.add(self.queries["valid"].cpu(), self.items.cpu()[valid.targets], valid, "valid",
-                          retrain=self.retrain_for_test)
+                          retrain=self.ram.retrain_for_test)
             self._sync_bank()
         with self._timed("retrieve_test"):
             self._precompute("test")
