@@ -24,12 +24,12 @@ def main() -> None:
     import torch
 
     from rasekit.analysis import efficiency
-    from rasekit.runs import experiments, plan, profiles, provenance, variants
+    from rasekit.runs import experiments, notebook_runs, profiles, provenance, variants
 
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)
     prof = profiles.get(args.profile)
-    _, run = plan.main_results_runs(prof.name, [args.dataset], [args.seed])[0]
+    _, run = notebook_runs.main_results_runs(prof.name, [args.dataset], [args.seed])[0]
     parent = run.execute(reuse_only=True)
     if parent is None or not experiments.loadable(parent):
         raise SystemExit(f"{run.label()}: not trained here with its weights; train it first "

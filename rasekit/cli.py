@@ -103,7 +103,7 @@ def _verify(args) -> int:
 
 def _plan(args) -> int:
     from rasekit import settings
-    from rasekit.runs import plan
+    from rasekit.runs import executors, plan
     settings.integer("workers", args.workers, 1)  # checked with or without --run: never taken in silence
     settings.integer("cpus_per_run", args.cpus_per_run, 1)
     settings.real("gpus_per_run", args.gpus_per_run, 0, 1)
@@ -114,9 +114,9 @@ def _plan(args) -> int:
     if not args.run:
         return 0
     if args.ray:
-        failures = plan.run_ray(steps, args.ray, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run)
+        failures = executors.run_ray(steps, args.ray, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run)
     else:
-        failures = plan.run_local(steps, args.workers)
+        failures = executors.run_local(steps, args.workers)
     print(f"{len(failures)} runs failed" if failures else "plan complete: every run is in the ledger")
     return 1 if failures else 0
 
@@ -145,10 +145,18 @@ def _settings(text: str) -> dict:
     return value
 
 
+PROFILE_HELP = f"run profile ({', '.join(profiles.PROFILE_ORDER)}; default $RASEKIT_PROFILE or default)"
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m rasekit", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
+    for add in (_reading_commands, _training_commands, _notebook_commands, _store_commands):
+        add(sub)
+    return top
 
+
+def _reading_commands(sub) -> None:
     p = sub.add_parser("stats", help="dataset statistics (users, items, interactions, instances)")
     p.add_argument("--dataset", default="Beauty")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -161,14 +169,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", action="store_true", help="the reference (committed) runs, not your own")
     p.set_defaults(func=_results)
 
-    profile_help = f"run profile ({', '.join(profiles.PROFILE_ORDER)}; default $RASEKIT_PROFILE or default)"
+
+def _training_commands(sub) -> None:
     p = sub.add_parser("pretrain", help="stage 1: train an encoder (cached in the ledger)")
     p.add_argument("--dataset", default="Beauty")
     p.add_argument("--encoder", default="sasrec", choices=["sasrec", "gru4rec", "bert4rec"])
     p.add_argument("--objective", default="duorec", choices=["ce", "duorec", "cl4srec", "bpr", "cloze"],
                    help="bert4rec trains with cloze, the other encoders with any other objective")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--profile", default=None, help=profile_help)
+    p.add_argument("--profile", default=None, help=PROFILE_HELP)
     p.add_argument("--train", type=_settings, default=None, metavar="JSON",
                    help="training settings that differ from the official ones, e.g. '{\"batch_size\": 1024}'")
     p.set_defaults(func=_pretrain)
@@ -177,7 +186,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="Beauty")
     p.add_argument("--backbone", default="duorec", help="stage-1 model: duorec, sasrec, cl4srec, gru4rec")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--profile", default=None, help=profile_help)
+    p.add_argument("--profile", default=None, help=PROFILE_HELP)
     p.add_argument("--ram", type=_settings, default=None, metavar="JSON",
                    help="module and retrieval settings, e.g. '{\"k\": 10, \"index\": \"exact\"}'")
     p.add_argument("--train", type=_settings, default=None, metavar="JSON", help="stage-2 training settings")
@@ -188,13 +197,15 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("baseline", help="a training-free baseline (popularity, item transitions), as a ledger run")
     p.add_argument("--dataset", default="Beauty")
     p.add_argument("--name", default="transition", choices=["popularity", "transition"])
-    p.add_argument("--profile", default=None, help=profile_help)
+    p.add_argument("--profile", default=None, help=PROFILE_HELP)
     p.add_argument("--transition", type=_settings, default=None, metavar="JSON",
                    help="item-transition settings, e.g. '{\"hops\": 1, \"hop_weights\": [1.0]}'")
     p.set_defaults(func=_baseline)
 
+
+def _notebook_commands(sub) -> None:
     p = sub.add_parser("batch", help="run the notebooks with papermill into runs/executed/<time>-<profile>/")
-    p.add_argument("--profile", default=None, help=profile_help)
+    p.add_argument("--profile", default=None, help=PROFILE_HELP)
     p.add_argument("notebooks", nargs="*", help="notebook names (default: the profile's; default runs those of "
                                                 "the paper's tables and figures, 00 to 07, the others all)")
     p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
@@ -206,6 +217,22 @@ def parser() -> argparse.ArgumentParser:
                         "notebook trains its own runs, one at a time)")
     p.set_defaults(func=_batch)
 
+    p = sub.add_parser("plan", help="the training runs the notebooks need (graph, status, estimated CPU "
+                                    "time); --run runs the missing ones")
+    p.add_argument("--profile", default=None, help=PROFILE_HELP)
+    p.add_argument("notebooks", nargs="*", help="notebook names (default: every notebook that trains, of those "
+                                                "the profile's batch runs)")
+    p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="notebook parameter that changes the runs, e.g. -p seeds '[1]'")
+    p.add_argument("--run", action="store_true", help="execute the runs the ledger lacks")
+    p.add_argument("--workers", type=int, default=1, help="local worker processes (threads split the cores)")
+    p.add_argument("--ray", metavar="ADDRESS", help="run on Ray: a cluster address, 'auto', or 'local'")
+    p.add_argument("--cpus-per-run", type=int, default=1, help="with --ray: CPUs each run asks for")
+    p.add_argument("--gpus-per-run", type=float, default=0, help="with --ray: share of a GPU each run asks for")
+    p.set_defaults(func=_plan)
+
+
+def _store_commands(sub) -> None:
     p = sub.add_parser("promote", help="copy your finished runs (record, ranks, weights) into the reference")
     p.add_argument("keys", nargs="*", help="run keys (default: all your runs, or those of --profile)")
     p.add_argument("--profile", default=None, help="only runs of this profile")
@@ -223,21 +250,6 @@ def parser() -> argparse.ArgumentParser:
                                       "sha256, no orphaned or temporary file); exit status 1 on any problem")
     p.add_argument("--reference", action="store_true", help="the committed reference instead of your own runs")
     p.set_defaults(func=_verify)
-
-    p = sub.add_parser("plan", help="the training runs the notebooks need (graph, status, estimated CPU "
-                                    "time); --run runs the missing ones")
-    p.add_argument("--profile", default=None, help=profile_help)
-    p.add_argument("notebooks", nargs="*", help="notebook names (default: every notebook that trains, of those "
-                                                "the profile's batch runs)")
-    p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                   help="notebook parameter that changes the runs, e.g. -p seeds '[1]'")
-    p.add_argument("--run", action="store_true", help="execute the runs the ledger lacks")
-    p.add_argument("--workers", type=int, default=1, help="local worker processes (threads split the cores)")
-    p.add_argument("--ray", metavar="ADDRESS", help="run on Ray: a cluster address, 'auto', or 'local'")
-    p.add_argument("--cpus-per-run", type=int, default=1, help="with --ray: CPUs each run asks for")
-    p.add_argument("--gpus-per-run", type=float, default=0, help="with --ray: share of a GPU each run asks for")
-    p.set_defaults(func=_plan)
-    return top
 
 
 def _check_environment() -> None:

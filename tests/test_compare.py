@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from rasekit.analysis import compare
-from rasekit.analysis.compare import main_table, paired_permutation_test, seed_summary
+from rasekit.analysis import pretraining
+from rasekit.analysis.main_results import main_table
+from rasekit.analysis.stats import paired_permutation_test, seed_summary
 
 
 def test_permutation_test_separates_real_and_null_differences():
@@ -41,7 +42,7 @@ def test_stopping_replay_tells_which_epoch_each_metric_would_keep():
     history = [{"MRR@10": m, "HR@10": h} for m, h in [(0.01, 0.05), (0.02, 0.06), (0.019, 0.07), (0.018, 0.08)]]
     record = {"dataset": "Sports", "model": "DuoRec", "seed": 1, "best_epoch": 1, "history": history,
               "config": {"train": {"epochs": 4, "patience": 1, "valid_metric": "MRR@10"}}}
-    table = compare.stopping_replay([record], metrics=("MRR@10", "HR@10")).set_index("stopping metric")
+    table = pretraining.stopping_replay([record], metrics=("MRR@10", "HR@10")).set_index("stopping metric")
     assert table.loc["MRR@10", "kept epoch"] == 1 and table.loc["MRR@10", "rise after %"] == 0
     assert table.loc["HR@10", "kept epoch"] == 3  # still rising: the 4 epochs end that run too
     assert table.loc["HR@10", "rise after %"] == pytest.approx(100 * (0.08 / 0.06 - 1))
@@ -54,7 +55,7 @@ def test_the_gap_table_measures_each_run_against_its_published_number():
               "epochs_run": 51}
     on_it = {**rec("RaSeRec(DuoRec [valid_metric=HR@10])", 1, 0.0497, "Sports_and_Outdoors"), "best_epoch": 9,
              "epochs_run": 20}
-    table = compare.gap_table(official + [longer, on_it]).set_index("model")
+    table = pretraining.gap_table(official + [longer, on_it]).set_index("model")
     assert table.loc["DuoRec", "seeds"] == 2 and table.loc["DuoRec", "best epoch"] == 22
     assert table.loc["DuoRec", "HR@10 vs published %"] == pytest.approx(100 * (0.0455 / 0.0479 - 1))
     assert table.loc["DuoRec", "NDCG@10 vs published %"] == pytest.approx(100 * (0.02275 / 0.0248 - 1))

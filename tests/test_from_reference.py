@@ -6,8 +6,9 @@ import pandas as pd
 import pytest
 import torch
 
-from rasekit.analysis import compare
-from rasekit.runs import experiments, ledger, plan, profiles, runner, store
+from rasekit.analysis import beside_reference
+from rasekit.runs import experiments, ledger, plan, profiles, runner, spec, store
+from tests.test_plan import recorded_duorec
 from rasekit.files import paths
 from rasekit.stages.loop import CheckpointError
 
@@ -63,16 +64,16 @@ def test_the_default_profile_takes_stage_1_from_the_reference_checked_and_marked
     monkeypatch.setattr(experiments, "fit", fit)  # stage 2 is trained here, on the reference's encoder
     ras = experiments.finetune("Beauty", "sasrec", 1, "default", log=quiet)
     assert ras["profile"] == "default" and "adopted" not in ras and ras["config"]["backbone_key"] == ref["key"]
-    assert ras["key"] == plan.Run("finetune", "Beauty", 1, "full", backbone="sasrec").key  # full's key
+    assert ras["key"] == spec.Run("finetune", "Beauty", 1, "full", backbone="sasrec").key  # full's key
 
-    table = compare.versus_reference([mine, ras])
+    table = beside_reference.versus_reference([mine, ras])
     verdicts = table.groupby("model", sort=False)["verdict"].first().to_dict()
-    assert verdicts == {"SASRec (reference)": compare.TAKEN, "RaSeRec(SASRec)": "no reference run"}
+    assert verdicts == {"SASRec (reference)": beside_reference.TAKEN, "RaSeRec(SASRec)": "no reference run"}
     models = pd.DataFrame({"model": ["SASRec", "RaSeRec(SASRec)", "Popularity"]})
-    assert list(compare.mark_reference(models, [mine, ras, taken])["model"]) == [
+    assert list(beside_reference.mark_reference(models, [mine, ras, taken])["model"]) == [
         "SASRec (reference)", "RaSeRec(SASRec)", "Popularity (reference)"]
     wide = pd.DataFrame(columns=["SASRec", "RaSeRec"])
-    assert list(compare.mark_reference(wide, {"SASRec": [mine], "RaSeRec": [ras]}, column=None).columns) == [
+    assert list(beside_reference.mark_reference(wide, {"SASRec": [mine], "RaSeRec": [ras]}, column=None).columns) == [
         "SASRec (reference)", "RaSeRec"]
 
 
@@ -150,10 +151,9 @@ def test_the_default_plan_takes_stage_1_from_the_reference_and_trains_stage_2(tm
 
 
 def test_estimates_learn_from_runs_of_a_profile_that_trains_alike():
-    done = {"model": "DuoRec", "dataset": "Beauty", "profile": "full", "stage": "pretrain",
-            "provenance": {"train_seconds": 3000.0, "device": "cpu: AMD EPYC, 1 threads"}}
-    assert plan.estimate(plan.Run("pretrain", "Beauty", 1, "default"), [done]) == 3000.0
-    assert plan.estimate(plan.Run("pretrain", "Beauty", 1, "smoke"), [done]) is None
+    done = recorded_duorec(3000.0, "cpu: AMD EPYC, 1 threads")
+    assert plan.estimate(spec.Run("pretrain", "Beauty", 1, "default"), [done]) == 3000.0
+    assert plan.estimate(spec.Run("pretrain", "Beauty", 1, "smoke"), [done]) is None
     assert plan.trains_alike("default", "full") and not plan.trains_alike("smoke", "full")
 
 

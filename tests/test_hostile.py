@@ -12,7 +12,7 @@ import pytest
 from rasekit import data, settings
 from rasekit.cli import main
 from rasekit.memory import partitions
-from rasekit.runs import experiments, ledger, notebook_parameters, plan, threads
+from rasekit.runs import experiments, ledger, executors, notebook_parameters, notebook_runs, plan, spec, threads
 from rasekit.files import paths
 
 from .test_ledger import record
@@ -119,7 +119,7 @@ def hostile(tmp_kit, tmp_path, no_network, monkeypatch):
     def refuse(*_, **__):
         raise AssertionError("a hostile case got past the checks and started work")
     monkeypatch.setattr(experiments, "fit", refuse)
-    monkeypatch.setattr(plan, "run_local", refuse)
+    monkeypatch.setattr(executors, "run_local", refuse)
     monkeypatch.setattr("papermill.execute_notebook", refuse)
     (tmp_path / "folder.csv").mkdir()
     ratings(tmp_path / "tiny.csv", users=2, items=2)
@@ -236,19 +236,19 @@ def test_reuse_only_on_an_empty_ledger_lists_the_missing_runs_and_leaves_them_ou
     """What notebooks 01 and 02 do with `reuse_only` when the ledger holds none of their runs."""
     import matplotlib
     matplotlib.use("Agg")
-    from rasekit.analysis import compare, comparison
+    from rasekit.analysis import beside_reference, comparison, main_results, pretraining
 
     assert not paths.ledger_dir().exists()
-    pairs = plan.records_of(plan.main_results_all("smoke"), reuse_only=True)
-    runs = plan.records_of(plan.stage1_runs("smoke"), reuse_only=True)
+    pairs = spec.records_of(notebook_runs.main_results_all("smoke"), reuse_only=True)
+    runs = spec.records_of(notebook_runs.stage1_runs("smoke"), reuse_only=True)
     assert pairs == runs == [] and capsys.readouterr().out.count("not in the ledger, left out: ") == 6
-    table = compare.main_table([], experiments.ranks)  # notebook 01
-    assert compare.main_views(table)["kit"].empty and table[["dataset", "metric", "DuoRec", "RaSeRec"]].empty
-    compare.improvement_figure(table)
-    assert compare.versus_reference([])["verdict"].empty
-    stage1 = compare.stage1_table([])  # notebook 02
+    table = main_results.main_table([], experiments.ranks)  # notebook 01
+    assert main_results.main_views(table)["kit"].empty and table[["dataset", "metric", "DuoRec", "RaSeRec"]].empty
+    main_results.improvement_figure(table)
+    assert beside_reference.versus_reference([])["verdict"].empty
+    stage1 = pretraining.stage1_table([])  # notebook 02
     assert stage1[["dataset", "model", "seeds", "HR@10", "NDCG@10"]].empty
-    replay = compare.stopping_replay([])
+    replay = pretraining.stopping_replay([])
     assert replay[replay["stopping metric"] != "MRR@10"].empty
-    compare.curves_figure([])
+    pretraining.curves_figure([])
     comparison.backbone_figure(comparison.backbone_table([], experiments.ranks))  # notebook 07

@@ -6,7 +6,8 @@ import shutil
 import pytest
 
 from rasekit import settings
-from rasekit.runs import experiments, ledger, plan
+from rasekit.runs import executors, experiments, ledger, notebook_runs, plan, spec
+from rasekit.runs.record import ModelId, Record
 from rasekit.files import paths
 from rasekit.cli import main
 
@@ -40,29 +41,48 @@ def test_a_fresh_users_plan_learns_its_estimates_from_the_reference(tmp_path, mo
              if r["model"] == "DuoRec" and r["dataset"] == "Beauty" and r["profile"] == "full"]
     here = plan.processor(plan.device_name())
     mine = [r for r in alike if plan.processor(r["provenance"]["device"]) == here]
-    recorded = sorted(plan._cpu_seconds(r) for r in mine or alike)
+    recorded = sorted(Record.of(r).cpu_seconds for r in mine or alike)
     assert duorec.estimate_s == recorded[len(recorded) // 2]  # the median of the reference's own runs
     assert main(["plan", "--profile", "full", "01_main_results"]) == 0
     assert "the reference has it" in capsys.readouterr().out
 
 
+def recorded_duorec(seconds: float, device: str, profile: str = "full", **config) -> Record:
+    """A ledger record of a finished DuoRec stage 1 on Beauty, as estimates read it."""
+    return Record.of({"key": "0" * 16, "model": "DuoRec", "dataset": "Beauty", "seed": 1, "profile": profile,
+                      "stage": "pretrain", "metrics": {},
+                      "config": {"stage": "pretrain", "encoder": "sasrec", "objective": "duorec", **config},
+                      "provenance": {"train_seconds": seconds, "device": device}})
+
+
 def test_estimates_come_from_similar_recorded_runs():
-    done = {"model": "DuoRec", "dataset": "Beauty", "profile": "full", "stage": "pretrain",
-            "provenance": {"train_seconds": 3000.0, "device": "cpu: AMD EPYC, 2 threads"}}
-    duorec = plan.Run("pretrain", "Beauty", 4, "full")
+    done = recorded_duorec(3000.0, "cpu: AMD EPYC, 2 threads")
+    duorec = spec.Run("pretrain", "Beauty", 4, "full")
     assert plan.estimate(duorec, [done]) == 6000.0  # seconds x threads
-    sports = plan.Run("pretrain", "Sports", 4, "full")
+    sports = spec.Run("pretrain", "Sports", 4, "full")
     assert 6000.0 < plan.estimate(sports, [done]) < 12000.0  # scaled by the size of the data
-    assert plan.estimate(duorec, [{**done, "profile": "smoke"}]) is None
+    assert plan.estimate(duorec, [recorded_duorec(3000.0, "cpu: AMD EPYC, 2 threads", "smoke")]) is None
+    sasrec = spec.Run("pretrain", "Beauty", 4, "full", "sasrec", "ce")  # another model: only the stage alike
+    assert plan.estimate(sasrec, [done]) == 6000.0
+    assert plan.estimate(sasrec, [done, recorded_duorec(1000.0, "cpu: AMD EPYC, 1 threads", objective="ce")]) == 1000.0
+
+
+def test_a_model_is_told_apart_by_its_identity_never_by_its_name():
+    # every committed record's identity is the one of the run spec that trains it
+    records = {r["key"]: Record.of(r) for r in ledger.records(paths.REPO_ROOT)}
+    runs = [step.run for step in plan.build("full").values() if step.key in records]
+    assert runs and all(records[run.key].model == run.identity for run in runs)
+    variant = spec.Run("finetune", "Beauty", 1, "full", backbone="duorec", ram=(("k", 5),))
+    assert variant.identity == spec.Run("finetune", "Beauty", 1, "full", backbone="duorec").identity
+    with pytest.raises(ValueError, match="unknown stage 'training'"):
+        ModelId.of_config({"stage": "training"})
 
 
 def test_estimates_prefer_runs_recorded_on_this_machines_processor():
-    def done(seconds, device):
-        return {"model": "DuoRec", "dataset": "Beauty", "profile": "full", "stage": "pretrain",
-                "provenance": {"train_seconds": seconds, "device": device}}
-    records = [done(8000.0, "cpu: AMD EPYC, 1 threads"), done(9000.0, "cpu: AMD EPYC, 1 threads"),
-               done(4000.0, "cpu: Intel Xeon, 1 threads")]
-    duorec = plan.Run("pretrain", "Beauty", 4, "full")
+    records = [recorded_duorec(8000.0, "cpu: AMD EPYC, 1 threads"),
+               recorded_duorec(9000.0, "cpu: AMD EPYC, 1 threads"),
+               recorded_duorec(4000.0, "cpu: Intel Xeon, 1 threads")]
+    duorec = spec.Run("pretrain", "Beauty", 4, "full")
     assert plan.processor("cpu: Intel Xeon, 2 threads") == "cpu: Intel Xeon"
     assert plan.estimate(duorec, records, here="cpu: Intel Xeon") == 4000.0
     assert plan.estimate(duorec, records, here="cpu: AMD EPYC") == 9000.0  # median of the two
@@ -70,25 +90,25 @@ def test_estimates_prefer_runs_recorded_on_this_machines_processor():
 
 
 def test_workers_share_the_cores():
-    assert plan.threads_per_worker(1, cores=2) == 2
-    assert plan.threads_per_worker(2, cores=2) == 1
-    assert plan.threads_per_worker(4, cores=2) == 1
-    assert plan.threads_per_worker(2, cores=16) == 8
+    assert executors.threads_per_worker(1, cores=2) == 2
+    assert executors.threads_per_worker(2, cores=2) == 1
+    assert executors.threads_per_worker(4, cores=2) == 1
+    assert executors.threads_per_worker(2, cores=16) == 8
 
 
 def test_unknown_notebooks_and_bad_runs_are_refused():
     with pytest.raises(ValueError, match="no run list for notebook"):
         plan.build("smoke", ["00_datasets"])
     with pytest.raises(ValueError, match="backbone='bert' is not allowed"):
-        plan.Run("finetune", "Beauty", 1, "smoke", backbone="bert")
+        spec.Run("finetune", "Beauty", 1, "smoke", backbone="bert")
     with pytest.raises(settings.SettingsError, match="workers=0 is not allowed"):
-        plan.run_local({}, 0)
+        executors.run_local({}, 0)
     with pytest.raises(settings.SettingsError, match="gpus_per_run=2 is not allowed"):
-        plan.run_ray({}, None, gpus_per_run=2)
+        executors.run_ray({}, None, gpus_per_run=2)
 
 
 def test_a_step_leads_the_longest_chain_it_starts():
-    run = plan.Run("pretrain", "Beauty", 1, "smoke")
+    run = spec.Run("pretrain", "Beauty", 1, "smoke")
     steps = {"a": plan.Step(run, "a", False, [], 600.0), "b": plan.Step(run, "b", False, ["a"], 60.0),
              "c": plan.Step(run, "c", False, [], 300.0), "d": plan.Step(run, "d", True, [], 900.0),
              "e": plan.Step(run, "e", False, ["d"], None)}
@@ -180,7 +200,7 @@ def test_a_killed_plan_leaves_no_worker_training_on(tmp_path):
         "import os, sys, time\n"
         "from concurrent.futures import ProcessPoolExecutor\n"
         "from multiprocessing import get_context\n"
-        "from rasekit.runs.plan import _exit_with_parent\n"
+        "from rasekit.runs.executors import _exit_with_parent\n"
         "if __name__ == '__main__':\n"
         "    pool = ProcessPoolExecutor(1, mp_context=get_context('spawn'), initializer=_exit_with_parent)\n"
         "    print(pool.submit(os.getpid).result(), flush=True)\n"
@@ -201,7 +221,7 @@ def test_a_killed_plan_leaves_no_worker_training_on(tmp_path):
 
 
 def test_the_sports_gap_runs_change_one_setting_each_and_only_where_sports_is():
-    runs = plan.stopping_runs("full")
+    runs = notebook_runs.stopping_runs("full")
     stage1, stage2 = runs[:3], runs[3:]
     assert [r.train for r in stage1] == [(("valid_metric", "NDCG@10"),), (("valid_metric", "HR@10"),),
                                          (("batch_size", 1024),)]
@@ -209,7 +229,7 @@ def test_the_sports_gap_runs_change_one_setting_each_and_only_where_sports_is():
     assert len({r.key for r in runs}) == 6 and "[valid_metric=NDCG@10]" in runs[0].label()
     assert [r.base for r in stage2] == stage1 and all(r.train == () for r in stage2)  # RaSeRec on each
     assert stage2[2].label() == "RaSeRec(DuoRec [batch_size=1024]) on Sports_and_Outdoors, seed 1 (full)"
-    assert plan.stopping_runs("smoke") == []  # no Sports in the profile: nothing to run
+    assert notebook_runs.stopping_runs("smoke") == []  # no Sports in the profile: nothing to run
     assert set(plan.build("full", ["02_pretraining"])) >= {r.key for r in runs}
 
 
@@ -217,19 +237,19 @@ def test_a_stage_2_run_on_a_changed_stage_1_run_trains_on_it_under_the_plans_key
     monkeypatch.setenv("RASEKIT_OUTPUT", str(tmp_path / "out"))
     monkeypatch.setenv("RASEKIT_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("RASEKIT_THREADS", "1")
-    run = plan.Run("finetune", "Beauty", 1, "smoke", backbone="duorec", base_train=(("valid_metric", "NDCG@10"),))
+    run = spec.Run("finetune", "Beauty", 1, "smoke", backbone="duorec", base_train=(("valid_metric", "NDCG@10"),))
     record = run.execute(log=lambda *_: None)
     assert record["key"] == run.key and record["config"]["backbone_key"] == run.base.key
     assert ledger.get(run.base.key)["config"]["train"]["valid_metric"] == "NDCG@10"
     assert record["model"] == run.model == "RaSeRec(DuoRec [valid_metric=NDCG@10])"
-    assert run.key != plan.Run("finetune", "Beauty", 1, "smoke", backbone="duorec").key
+    assert run.key != spec.Run("finetune", "Beauty", 1, "smoke", backbone="duorec").key
 
 
 def test_records_of_names_the_runs_the_ledger_lacks(tmp_path, monkeypatch):
     monkeypatch.setenv("RASEKIT_OUTPUT", str(paths.REPO_ROOT))  # the committed reference (read only)
-    done, missing = plan.Run("pretrain", "Beauty", 1, "full"), plan.Run("pretrain", "Beauty", 9, "full")
+    done, missing = spec.Run("pretrain", "Beauty", 1, "full"), spec.Run("pretrain", "Beauty", 9, "full")
     said = []
-    records = plan.records_of([done, missing], reuse_only=True, log=said.append)
+    records = spec.records_of([done, missing], reuse_only=True, log=said.append)
     assert [r["key"] for r in records] == [done.key]
     assert said == [f"not in the ledger, left out: {missing.label()}"]
     assert "CPU-h recorded" in plan.cost(plan.build("full", ["01_main_results"]))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from rasekit.analysis import sensitivity
-from rasekit.runs import experiments, ledger, plan, profiles, store, sweeps, variants
+from rasekit.runs import experiments, ledger, notebook_runs, profiles, store, sweeps, variants
 from rasekit.settings import RamConfig, SettingsError
 from rasekit.stages.finetuning import RaSeRecTask
 from rasekit.stages.loop import evaluate_part, load_checkpoint
@@ -46,19 +46,19 @@ def test_recall_at_k_counts_the_share_of_exact_ids_found():
 
 
 def test_the_plan_lists_one_run_per_grid_point_and_the_official_point_is_the_main_run():
-    runs = plan.sensitivity_runs("full")
-    main = {r.key for _, r in plan.main_results_runs("full")}
+    runs = notebook_runs.sensitivity_runs("full")
+    main = {r.key for _, r in notebook_runs.main_results_runs("full")}
     for (dataset, name, value), group in runs.items():
         assert [r.seed for r in group] == ([1, 2, 3] if dataset == "Beauty" else [1])
         assert ({r.key for r in group} <= main) == sweeps.is_official(name, value), (name, value)
     assert {n for d, n, _ in runs if d == "Sports_and_Outdoors"} == set(sweeps.SECOND_DATASET_PARAMETERS)
-    keys = [r.key for r in plan.sensitivity_all("full")]
+    keys = [r.key for r in notebook_runs.sensitivity_all("full")]
     assert len(keys) == len(set(keys)) == 3 * (21 + 1) + (10 + 1)  # changed points, the official run once
-    ablation = plan.ablation_runs("full")
+    ablation = notebook_runs.ablation_runs("full")
     assert ablation[("Beauty", "backbone alone")][0].stage == "pretrain"
     assert ablation[("Beauty", "K random memories")][0].ram == (("memories", "random"),)
     with pytest.raises(SettingsError, match="parameters=\\['gamma'\\]"):
-        plan.sensitivity_runs("full", parameters=["gamma"])
+        notebook_runs.sensitivity_runs("full", parameters=["gamma"])
 
 
 def test_a_point_is_tested_against_the_official_runs_of_its_own_seeds():

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from rasekit.data import registry, sources
-from rasekit.runs import experiments, keys, ledger, plan
+from rasekit.runs import experiments, keys, ledger, spec
 
 
 def ratings_csv(path, users=40, items=12, seed=0):
@@ -31,7 +31,7 @@ def test_a_ratings_csv_flows_through_to_a_ledger_record(tmp_kit, tmp_path):
     popularity = experiments.baseline(str(csv), "popularity", "default", log=lambda *_: None)
     assert popularity["dataset"] == "Clothing" and popularity["config"]["data_file"]["sha256"] == source.sha256
     # the plan computes the same key for the file, and a copy of it elsewhere is the same run
-    assert plan.Run("pretrain", str(csv), 1, "default", "sasrec", "ce", train=(("epochs", 1),)).key == record["key"]
+    assert spec.Run("pretrain", str(csv), 1, "default", "sasrec", "ce", train=(("epochs", 1),)).key == record["key"]
     (tmp_path / "moved").mkdir()
     copy = tmp_path / "moved" / "Clothing.csv"
     copy.write_bytes(csv.read_bytes())

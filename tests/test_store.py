@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rasekit import settings
-from rasekit.analysis import compare
+from rasekit.analysis import beside_reference
 from rasekit.runs import experiments, ledger, runner, store
 from rasekit.files import paths
 from rasekit.stages.loop import CheckpointError
@@ -121,26 +121,26 @@ def test_versus_reference_gives_a_verdict_per_run(tmp_kit, monkeypatch):
         ledger.put({**record(key=f"s{seed}", hr=hr), "seed": seed}, paths.reference_dir())
     mine = [{**record(key="s1", hr=0.080), "seed": 1}, {**record(key="s2", hr=0.083), "seed": 2},
             {**record(key="s3", hr=0.099), "seed": 3}, {**record(key="new", hr=0.08), "seed": 4}]
-    table = compare.versus_reference(mine)
+    table = beside_reference.versus_reference(mine)
     verdicts = table.groupby("seed")["verdict"].first().to_dict()
     assert verdicts == {1: "same numbers", 2: "within seed spread", 3: "off, by up to 0.0150 (standard deviation "
                         "over the reference's seeds: 0.0020)", 4: "no reference run"}
     assert (table.loc[table["metric"] == "HR@10", "paper"] == 0.0834).all()  # DuoRec on Beauty, as reported
     single = {**record(key="one", hr=0.08), "model": "GRU4Rec"}  # the reference's only GRU4Rec seed
     ledger.put(single, paths.reference_dir())
-    judged = compare.versus_reference([{**single, "metrics": {**single["metrics"], "HR@10": 0.0801}}])
+    judged = beside_reference.versus_reference([{**single, "metrics": {**single["metrics"], "HR@10": 0.0801}}])
     assert judged["verdict"].iloc[0] == "differs (one reference seed), by up to 0.0001"
     monkeypatch.setenv("RASEKIT_OUTPUT", str(tmp_kit["reference"]))
-    assert compare.versus_reference(mine) is None  # rebuilding the reference: nothing to compare
+    assert beside_reference.versus_reference(mine) is None  # rebuilding the reference: nothing to compare
 
 
 def test_differences_of_a_few_test_users_worth_are_rounding_not_a_miss():
-    floor = compare.ROUNDING_USERS / 22363  # Beauty's test users
-    assert compare.verdict([0.0001, -0.00005], [0.00002, 0.0003], floor) == \
+    floor = beside_reference.ROUNDING_USERS / 22363  # Beauty's test users
+    assert beside_reference.verdict([0.0001, -0.00005], [0.00002, 0.0003], floor) == \
         "same up to rounding (no more than 5 test users' worth)"
-    assert compare.verdict([0.0001, 0.0004], [0.00002, 0.0003], floor) == "within seed spread"
-    assert compare.verdict([0.0004], [0.00002], floor).startswith("off, by up to 0.0004")
-    assert compare.verdict([0.0001], [0.00002]).startswith("off")  # without a floor (no ranks to count by)
+    assert beside_reference.verdict([0.0001, 0.0004], [0.00002, 0.0003], floor) == "within seed spread"
+    assert beside_reference.verdict([0.0004], [0.00002], floor).startswith("off, by up to 0.0004")
+    assert beside_reference.verdict([0.0001], [0.00002]).startswith("off")  # without a floor (no ranks to count by)
 
 
 def test_a_default_run_is_judged_by_the_spread_of_the_full_runs_whose_key_it_shares(tmp_kit, monkeypatch):
@@ -149,7 +149,7 @@ def test_a_default_run_is_judged_by_the_spread_of_the_full_runs_whose_key_it_sha
         ledger.put({**record(key=f"s{seed}", hr=hr), "seed": seed}, paths.reference_dir())
     ledger.put({**record(key="old", hr=0.03), "profile": "default"}, paths.reference_dir())  # another configuration
     mine = {**record(key="s1", hr=0.081), "profile": "default"}  # trained as full trains: the full run's key
-    table = compare.versus_reference([mine])
+    table = beside_reference.versus_reference([mine])
     assert table["verdict"].iloc[0] == "within seed spread"
     assert table.loc[table["metric"] == "HR@10", "reference spread"].iloc[0] == pytest.approx(0.002)
 
@@ -170,14 +170,14 @@ def test_batch_reference_trains_nothing_and_writes_into_the_reference(tmp_kit, m
 
 def test_batch_trains_the_notebooks_runs_side_by_side_first_and_stops_before_them_on_a_failure(
         tmp_kit, data_dir, monkeypatch):
-    from rasekit.runs import plan
+    from rasekit.runs import executors
     monkeypatch.setenv("RASEKIT_DATA_DIR", str(data_dir))  # the runs' keys name their data
     calls, failing = [], []
 
     def run_local(steps, workers, log=print):
         calls.append(("plan", workers, sorted(step.run.model for step in steps.values())))
         return [key for key in steps if steps[key].run.model in failing]
-    monkeypatch.setattr(plan, "run_local", run_local)
+    monkeypatch.setattr(executors, "run_local", run_local)
     monkeypatch.setattr("papermill.execute_notebook", lambda source, *_, **__: calls.append(source.split("/")[-1]))
     out = tmp_kit["output"] / "x"
     runner.run_batch("smoke", ["00_datasets", "01_main_results"], out_root=out, workers=2)

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 
 from rasekit.analysis.published import FOLLOW_UP, FOLLOW_UP_METRICS, PAPER
-from rasekit.analysis.compare import (empty_figure, paired, paired_permutation_test, spread, table_of,
-                                      user_metric)
+from rasekit.analysis.stats import (dataset_panels, empty_figure, paired, paired_bars, paired_permutation_test,
+                                    spread, table_of, user_metric)
 
 TABLE_METRICS = ("HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20")
 
@@ -150,23 +150,17 @@ def backbone_table(pairs: list[tuple[dict, dict]], user_ranks, metrics=("HR@5", 
 
 def backbone_figure(table: pd.DataFrame, metric: str = "NDCG@10"):
     """Bars: each backbone alone and with RaSeRec (error bars: std over seeds), one panel per dataset."""
-    import matplotlib.pyplot as plt
-
     part_all = table[table["metric"] == metric]
     if part_all.empty:
         return empty_figure()
-    names = list(dict.fromkeys(part_all["dataset"]))
-    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.4), squeeze=False)
-    for ax, name in zip(axes[0], names):
-        part = part_all[part_all["dataset"] == name]
+    fig, panels = dataset_panels(part_all, 3.4)
+    for ax, name, part in panels:
         x = np.arange(len(part))
-        ax.bar(x - 0.2, part["alone"], 0.4, yerr=part["alone std"], capsize=2, label="backbone")
-        ax.bar(x + 0.2, part["+RaSeRec"], 0.4, yerr=part["+RaSeRec std"], capsize=2, label="+ RaSeRec")
-        for xi, top, gain in zip(x, part["+RaSeRec"] + part["+RaSeRec std"], part["improvement %"]):
-            ax.annotate(f"{gain:+.1f}%", (xi + 0.2, top), xytext=(0, 3), textcoords="offset points",
-                        ha="center", fontsize=8)
+        paired_bars(ax, x, (part["alone"], part["alone std"], "backbone"),
+                    (part["+RaSeRec"], part["+RaSeRec std"], "+ RaSeRec"), part["improvement %"],
+                    part["+RaSeRec"] + part["+RaSeRec std"])
         ax.margins(y=0.12)
         ax.set_xticks(x, part["backbone"])
         ax.set(title=name, ylabel=f"test {metric}")
-    axes[0][0].legend(fontsize=8)
+    panels[0][0].legend(fontsize=8)
     return fig

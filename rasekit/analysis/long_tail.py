@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from rasekit import settings
-from rasekit.analysis.compare import paired_permutation_test, spread
+from rasekit.analysis.stats import paired_permutation_test, spread
 from rasekit.data import SplitData
 from rasekit.evaluate import per_user
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from rasekit import settings
-from rasekit.analysis.compare import paired_permutation_test
+from rasekit.analysis.stats import paired_permutation_test
 from rasekit.evaluate import per_user
 from rasekit.data.noise import RATIOS, Noise
 from rasekit.runs.variants import TestVariant
@@ -71,7 +71,7 @@ def evaluable(records: list[dict], ratios=RATIOS, mode: str = "replace", bank: s
 
 
 def trained_on_noise(runs: dict[str, list[dict]]) -> list[dict]:
-    """The runs trained on noisy data (model name -> ledger records, `plan.noise_trained_runs`) as results
+    """The runs trained on noisy data (model name -> ledger records, `notebook_runs.noise_trained_runs`) as results
     beside `run_noise`'s: each is tested on its own noisy test inputs."""
     return [{"model": model, "dataset": rec["dataset"], "seed": rec["seed"], "ratio": rec["config"]["noise"]["ratio"],
              "trained on": "noisy data", "record": rec} for model, records in runs.items() for rec in records]

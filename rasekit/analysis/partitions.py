@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from rasekit import settings
-from rasekit.analysis.compare import paired_permutation_test, user_metric
+from rasekit.analysis.stats import paired_permutation_test, user_metric
 from rasekit.data import SplitData
 from rasekit.runs.variants import TestVariant
 

@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from rasekit.analysis.compare import PAPER_METRICS, paired_permutation_test, user_metric
+from rasekit.analysis.stats import PAPER_METRICS, paired_permutation_test, user_metric
 from rasekit.memory.bank import MemoryBank, encode_instances
 from rasekit.runs import experiments, ledger, profiles, sweeps
 
@@ -117,10 +117,10 @@ def index_recall(parent: dict, indexes: dict[str, dict] | None = None) -> dict[s
 
 
 def collect(runs: dict[tuple, list], reuse_only: bool = False, log=print) -> dict[tuple, list[dict]]:
-    """The ledger records of each group of `plan.Run`s (trained now unless `reuse_only`); runs the
+    """The ledger records of each group of `spec.Run`s (trained now unless `reuse_only`); runs the
     ledger lacks are listed and left out, and so is a group left with none."""
-    from rasekit.runs import plan
-    groups = {labels: plan.records_of(group, reuse_only, log) for labels, group in runs.items()}
+    from rasekit.runs import spec
+    groups = {labels: spec.records_of(group, reuse_only, log) for labels, group in runs.items()}
     return {labels: records for labels, records in groups.items() if records}
 
 

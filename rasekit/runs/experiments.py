@@ -21,20 +21,12 @@ from rasekit.memory import partitions
 from rasekit.runs import ledger, profiles, store, threads
 from rasekit.files import paths
 from rasekit import settings
+from rasekit.runs.defaults import FINETUNE, PRETRAIN, RAM
 from rasekit.runs.keys import run_key
 from rasekit.runs.provenance import git_commit, record as provenance
 from rasekit.evaluate import metrics, target_ranks
 from rasekit.stages.loop import TrainConfig, check_shapes, fit, load_checkpoint
 
-# Official training settings (docs/method.md §4, §7.1, §8.1 and §8.2), as TrainConfig's defaults hold them;
-# `full` uses them as they are. Stage 2 differs in its batch and its validation metric only.
-PRETRAIN = {name: getattr(TrainConfig(), name) for name in ("epochs", "batch_size", "lr", "weight_decay",
-                                                             "patience", "valid_metric", "valid_decimals")}
-FINETUNE = {**PRETRAIN, "batch_size": 1024, "valid_metric": "HR@10"}
-# The RAM settings every stage-2 run's configuration names (official values from RamConfig); the others
-# enter a configuration only where a run changes them, so that older runs keep their keys.
-RAM = {name: getattr(settings.RamConfig(), name) for name in ("k", "alpha", "beta", "tau", "dropout", "index",
-                                                               "nlist", "nprobe")}
 # Stage-2 backbones: the stage-1 run (encoder, objective) each one starts from.
 BACKBONES = {"duorec": ("sasrec", "duorec"), "sasrec": ("sasrec", "ce"), "cl4srec": ("sasrec", "cl4srec"),
              "gru4rec": ("gru4rec", "ce")}

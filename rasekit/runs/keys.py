@@ -21,6 +21,7 @@ import torch
 
 from rasekit.runs import ledger, store
 from rasekit.files import atomic, paths
+from rasekit.runs.defaults import FINETUNE, PRETRAIN, RAM
 from rasekit.runs.provenance import config_hash
 
 SCHEMA = 2
@@ -28,7 +29,6 @@ SCHEMA = 2
 
 def defaults(stage: str) -> dict:
     """The default settings of a stage's configuration (settings absent from a key take these values)."""
-    from rasekit.runs.experiments import FINETUNE, PRETRAIN, RAM
     return {"pretrain": {"users": None, "max_len": 50, "encoder_params": {}, "objective_params": {},
                          "train": PRETRAIN},
             "finetune": {"users": None, "ram": RAM, "partition": None, "train": FINETUNE},

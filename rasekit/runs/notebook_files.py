@@ -36,6 +36,19 @@ def kit_notebooks() -> list[Path]:
     return sorted(p for p in NOTEBOOKS.glob("*.ipynb") if expected_path(p).exists())
 
 
+def notebook_paths(names=None) -> list[Path]:
+    """The notebooks named (any NN_name.ipynb), or by default the kit's own: a copy or a scratch notebook
+    saved beside them runs only when named."""
+    found = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    if not names:
+        return kit_notebooks()
+    by_name = {p.stem: p for p in found} | {p.name: p for p in found}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise ValueError(f"unknown notebook(s) {missing}; available: {[p.stem for p in found]}")
+    return [by_name[n] for n in names]
+
+
 def expected_path(notebook) -> Path:
     """tests/expected/<notebook>.txt: what the notebook's checked cell prints on the smoke profile."""
     return EXPECTED / f"{Path(notebook).stem}.txt"

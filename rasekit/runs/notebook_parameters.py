@@ -13,7 +13,7 @@ import numbers
 
 from rasekit import settings
 from rasekit.data import noise, sources
-from rasekit.runs import profiles, sweeps
+from rasekit.runs import notebook_files, profiles, sweeps
 
 # The batch reads this one itself (`--reference` sets it for every notebook; the ones that do not declare
 # it train nothing anyway), so it is never refused as unknown.
@@ -23,9 +23,8 @@ BATCH_WIDE = ("reuse_only",)
 @functools.cache
 def declared(notebook: str) -> dict:
     """{name: default} of a notebook's `parameters` cell (the notebook by name, e.g. "01_main_results")."""
-    from rasekit.runs.runner import notebook_paths  # (the runner imports this module)
 
-    cells = json.loads(notebook_paths([notebook])[0].read_text())["cells"]
+    cells = json.loads(notebook_files.notebook_paths([notebook])[0].read_text())["cells"]
     source = next("".join(c["source"]) for c in cells if "parameters" in c["metadata"].get("tags", ()))
     return {node.targets[0].id: ast.literal_eval(node.value)
             for node in ast.parse(source).body if isinstance(node, ast.Assign)}

@@ -14,22 +14,6 @@ from rasekit.runs import notebook_files, notebook_parameters, profiles
 from rasekit.files import atomic, paths
 from rasekit.runs.provenance import git_commit, versions
 
-NOTEBOOKS = paths.REPO_ROOT / "notebooks"
-
-
-def notebook_paths(names=None) -> list[Path]:
-    """The notebooks named (any NN_name.ipynb), or by default the kit's own: a copy or a scratch notebook
-    saved beside them runs only when named."""
-    found = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
-    if not names:
-        return notebook_files.kit_notebooks()
-    by_name = {p.stem: p for p in found} | {p.name: p for p in found}
-    missing = [n for n in names if n not in by_name]
-    if missing:
-        raise ValueError(f"unknown notebook(s) {missing}; available: {[p.stem for p in found]}")
-    return [by_name[n] for n in names]
-
-
 def run_batch(profile: str = "default", notebooks=None, out_root: Path | None = None,
               parameters: dict | None = None, reference: bool = False, workers: int | None = None) -> Path:
     """Execute the notebooks (those named, else the profile's: `Profile.notebooks`) with `profile` and any
@@ -40,9 +24,9 @@ def run_batch(profile: str = "default", notebooks=None, out_root: Path | None = 
     trained: the committed tables and figures are rebuilt from the reference's runs alone. The folder's
     manifest says "complete": false, and which notebook is running, until every notebook has run."""
     prof = profiles.get(profile)
-    sources = notebook_paths(notebooks or prof.notebooks)  # an unknown name is refused before any work
+    sources = notebook_files.notebook_paths(notebooks or prof.notebooks)  # an unknown name is refused before any work
     if not notebooks and prof.notebooks is not None:
-        left = [p.stem for p in notebook_paths() if p.stem not in prof.notebooks]
+        left = [p.stem for p in notebook_files.notebook_paths() if p.stem not in prof.notebooks]
         if left:
             print(f"[batch] profile {prof.name} runs the notebooks of the paper's tables and figures; "
                   f"{', '.join(left)} run when named", flush=True)
@@ -104,7 +88,7 @@ def _execute(source: Path, target: Path, parameters: dict) -> None:
     with atomic.produced(target) as tmp, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The specified file .* does not end in")  # the ".tmp"
         try:
-            papermill.execute_notebook(str(source), str(tmp), parameters=parameters, cwd=str(NOTEBOOKS),
+            papermill.execute_notebook(str(source), str(tmp), parameters=parameters, cwd=str(notebook_files.NOTEBOOKS),
                                        progress_bar=False, log_output=False)
         except PapermillExecutionError as err:
             failure = err
@@ -115,15 +99,15 @@ def _execute(source: Path, target: Path, parameters: dict) -> None:
 def train_first(profile: str, notebooks: list[str], parameters: dict, workers: int) -> None:
     """Train the runs the notebooks need, `workers` side by side: two one-thread runs on two cores make
     more epochs per hour than one two-thread run (README, *Threads and workers*)."""
-    from rasekit.runs import plan
-    training = [n for n in notebooks if n in plan.NOTEBOOK_RUNS]
+    from rasekit.runs import executors, notebook_runs, plan
+    training = [n for n in notebooks if n in notebook_runs.NOTEBOOK_RUNS]
     if not training:  # (an empty list would mean every notebook to `plan.build`)
         return
     steps = plan.build(profile, training, parameters)
     for line in plan.describe(steps, profile).splitlines():
         if not line.startswith(" "):  # the counts and the estimate; the graph is `python -m rasekit plan`'s
             print(f"[batch] {line}", flush=True)
-    failures = plan.run_local(steps, workers, log=lambda message: print(f"[batch] {message}", flush=True))
+    failures = executors.run_local(steps, workers, log=lambda message: print(f"[batch] {message}", flush=True))
     if failures:
         labels = "; ".join(steps[key].run.label() for key in failures)
         raise RuntimeError(f"{len(failures)} training run(s) of the batch failed or were skipped: {labels}. "
@@ -132,10 +116,10 @@ def train_first(profile: str, notebooks: list[str], parameters: dict, workers: i
 
 
 def _has_inputs(notebook: str, profile: str, parameters: dict) -> bool:
-    """Whether a notebook that loads trained models (plan.NEEDS_WEIGHTS) has any run to use without
+    """Whether a notebook that loads trained models (notebook_runs.NEEDS_WEIGHTS) has any run to use without
     training (`plan.reusable_runs`); others always do."""
-    from rasekit.runs import plan
-    if notebook not in plan.NEEDS_WEIGHTS:
+    from rasekit.runs import notebook_runs, plan
+    if notebook not in notebook_runs.NEEDS_WEIGHTS:
         return True
     return bool(plan.reusable_runs(profile, notebook, notebook_parameters.of(notebook, parameters)))
 

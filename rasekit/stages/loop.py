@@ -224,6 +224,34 @@ def _same_rule(state: dict, config: TrainConfig, last: Path) -> dict:
             "valid_decimals": config.valid_decimals}
 
 
+def _keep_epoch(task: Task, optimizer, rng, state: dict, epoch: int, loss: float, valid: dict,
+                config: TrainConfig, meta: dict, run_dir: Path) -> None:
+    """Record a finished epoch in `state` and on disk: its history line, the best checkpoint if its
+    (rounded) score improved, and the last checkpoint, which holds all a resume needs."""
+    score = stopping_score(valid[config.valid_metric], config.valid_decimals)
+    state["history"].append({"epoch": epoch, "loss": loss, **valid})
+    if score > state["best_score"]:  # strict improvement of the (rounded) score, as the official rule
+        state.update(best_score=score, best_epoch=epoch, stale=0)
+        save_atomic({"meta": meta, "model": task.model.state_dict()}, run_dir / "best.pt")
+    else:
+        state["stale"] += 1
+    state["epoch"] = epoch
+    save_atomic({"meta": meta, "model": task.model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "torch_rng": torch.get_rng_state(), "numpy_rng": rng.bit_generator.state,
+                 "loop": state}, run_dir / "last.pt")
+
+
+def _test_best(task: Task, config: TrainConfig, best: Path, meta: dict, name: str):
+    """Validation and test ranks of the best epoch's model (`name`: the run and epoch, for errors)."""
+    task.model.load_state_dict(load_checkpoint(best, meta, task.model)["model"])
+    try:
+        valid_ranks = evaluate_part(task, "valid", config.eval_chunk)
+        task.before_test()
+        return valid_ranks, evaluate_part(task, "test", config.eval_chunk)
+    except DivergedError as err:
+        raise DivergedError(f"{name}: {err}") from None
+
+
 def fit(task: Task, config: TrainConfig, run_dir: Path, meta: dict, seed: int, log=print,
         name: str = "run", threads: Threads | None = None) -> dict:
     """Train with early stopping, resuming from run_dir/last.pt if present; test the best epoch.
@@ -261,30 +289,14 @@ def fit(task: Task, config: TrainConfig, run_dir: Path, meta: dict, seed: int, l
             raise DivergedError(f"{name} diverged in epoch {epoch}: {err}. Nothing of this epoch was kept "
                                 f"(no checkpoint, no ledger record); a smaller lr usually helps") from None
         state["train_seconds"] += time.perf_counter() - start
-        score = stopping_score(valid[config.valid_metric], config.valid_decimals)
-        state["history"].append({"epoch": epoch, "loss": loss, **valid})
-        if score > state["best_score"]:  # strict improvement of the (rounded) score, as the official rule
-            state.update(best_score=score, best_epoch=epoch, stale=0)
-            save_atomic({"meta": meta, "model": task.model.state_dict()}, best)
-        else:
-            state["stale"] += 1
-        state["epoch"] = epoch
-        save_atomic({"meta": meta, "model": task.model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "torch_rng": torch.get_rng_state(), "numpy_rng": rng.bit_generator.state,
-                     "loop": state}, last)
+        _keep_epoch(task, optimizer, rng, state, epoch, loss, valid, config, meta, run_dir)
         shown = dict.fromkeys([config.valid_metric, "HR@10", "NDCG@10"])  # the stopping metric first
         log(f"{name} epoch {epoch}: loss {loss:.1f}  valid "
             + "  ".join(f"{m} {valid[m]:.4f}" for m in shown)
             + f"  ({time.perf_counter() - start:.1f} s, {count} thread{'s' if count > 1 else ''})")
     if threads:
         threads.release()  # a claim left by a failure expires by itself (rasekit.runs.threads.GRACE_S)
-    task.model.load_state_dict(load_checkpoint(best, meta, task.model)["model"])
-    try:
-        valid_ranks = evaluate_part(task, "valid", config.eval_chunk)
-        task.before_test()
-        test_ranks = evaluate_part(task, "test", config.eval_chunk)
-    except DivergedError as err:
-        raise DivergedError(f"{name}, best epoch {state['best_epoch']}: {err}") from None
+    valid_ranks, test_ranks = _test_best(task, config, best, meta, f"{name}, best epoch {state['best_epoch']}")
     return {"best_epoch": state["best_epoch"], "epochs_run": state["epoch"] + 1,
             "history": state["history"], "train_seconds": state["train_seconds"],
             "resumed_after": state.get("resumed_after", []),
