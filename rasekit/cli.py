@@ -101,6 +101,18 @@ def _verify(args) -> int:
     return 1 if problems else 0
 
 
+def _report(args) -> int:
+    from rasekit.files import paths
+    from rasekit.report import document
+    changed = document.write(paths.reference_dir(), check=args.check)
+    if args.check:
+        print(f"stale: {', '.join(changed)} (regenerate with `python -m rasekit report`)" if changed
+              else "REPORT.md and the README's claims table match the committed tables")
+        return 1 if changed else 0
+    print(f"regenerated {', '.join(changed)}" if changed else "REPORT.md and the README's claims were up to date")
+    return 0
+
+
 def _plan(args) -> int:
     from rasekit import settings
     from rasekit.runs import executors, plan
@@ -207,7 +219,7 @@ def _notebook_commands(sub) -> None:
     p = sub.add_parser("batch", help="run the notebooks with papermill into runs/executed/<time>-<profile>/")
     p.add_argument("--profile", default=None, help=PROFILE_HELP)
     p.add_argument("notebooks", nargs="*", help="notebook names (default: the profile's; default runs those of "
-                                                "the paper's tables and figures, 00 to 07, the others all)")
+                                                "the paper's tables and figures and the report; the others all)")
     p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="notebook parameter, VALUE as JSON (e.g. -p seeds '[1, 2]')")
     p.add_argument("--reference", action="store_true",
@@ -250,6 +262,11 @@ def _store_commands(sub) -> None:
                                       "sha256, no orphaned or temporary file); exit status 1 on any problem")
     p.add_argument("--reference", action="store_true", help="the committed reference instead of your own runs")
     p.set_defaults(func=_verify)
+
+    p = sub.add_parser("report", help="regenerate REPORT.md and the README's claims table from the committed "
+                                      "tables and records")
+    p.add_argument("--check", action="store_true", help="change nothing; exit status 1 if either is stale")
+    p.set_defaults(func=_report)
 
 
 def _check_environment() -> None:

@@ -50,14 +50,14 @@ def save_table(table: pd.DataFrame, name: str, profile: str, provenance: dict,
     folder.mkdir(parents=True, exist_ok=True)
     out = [folder / f"{name}.csv", folder / f"{name}.md", folder / f"{name}.tex"]
     atomic.write_text(out[0], table.to_csv(index=False, float_format=float_format))
-    atomic.write_text(out[1], _markdown(table, float_format))
+    atomic.write_text(out[1], markdown(table, float_format))
     atomic.write_text(out[2], table.to_latex(index=False, float_format=float_format.__mod__, escape=True)
                       if latex is None else latex.to_latex(index=False, escape=False))
     _write_provenance(folder / f"{name}.provenance.json", {"profile": profile, **provenance})
     _saved(folder, name, "csv,md,tex")
 
 
-def _markdown(table: pd.DataFrame, float_format: str) -> str:
+def markdown(table: pd.DataFrame, float_format: str) -> str:
     """A GitHub Markdown table (pandas needs the extra `tabulate` package for this)."""
     def cell(v):
         if isinstance(v, float):

@@ -1,0 +1,60 @@
+"""The reproduction report: generated from the committed tables and records only, so a stale REPORT.md or
+README claims table fails here, and each verdict follows its stated rule."""
+import shutil
+
+import pandas as pd
+import pytest
+
+from rasekit.cli import main
+from rasekit.files import paths
+from rasekit.report import claims, document
+
+
+def test_the_committed_report_and_readme_claims_are_what_the_tables_give():
+    stale = document.write(paths.REPO_ROOT, check=True)
+    assert stale == [], f"regenerate with `python -m rasekit report`: {stale}"
+
+
+def test_report_check_exits_1_on_a_stale_report_and_report_regenerates_it(tmp_path, monkeypatch, capsys):
+    for name in ("results", "README.md"):
+        (shutil.copytree if name == "results" else shutil.copy)(paths.REPO_ROOT / name, tmp_path / name)
+    (tmp_path / "REPORT.md").write_text("an old report\n")
+    monkeypatch.setenv("RASEKIT_REFERENCE", str(tmp_path))
+    assert main(["report", "--check"]) == 1 and "stale: REPORT.md" in capsys.readouterr().out
+    assert (tmp_path / "REPORT.md").read_text() == "an old report\n"  # --check changes nothing
+    assert main(["report"]) == 0
+    assert (tmp_path / "REPORT.md").read_text() == (paths.REPO_ROOT / "REPORT.md").read_text()
+    assert main(["report", "--check"]) == 0
+
+
+def test_every_number_in_a_verdict_moves_with_its_table(tmp_path):
+    folder = tmp_path / "results" / "tables" / "full"
+    folder.mkdir(parents=True)
+    main_results = pd.read_csv(paths.REPO_ROOT / "results/tables/full/main_results.csv")
+    main_results.to_csv(folder / "main_results.csv", index=False)
+    before = claims.main_results(claims.Tables(tmp_path))
+    main_results["improvement %"] = -main_results["improvement %"]  # RaSeRec now worse everywhere
+    main_results.to_csv(folder / "main_results.csv", index=False)
+    after = claims.main_results(claims.Tables(tmp_path))
+    assert before.verdict in ("reproduced", "partly") and after.verdict == "not reproduced"
+    assert before.evidence != after.evidence and "-3.3%" in after.evidence[0]
+
+
+def test_a_claim_without_its_table_is_not_testable_yet_and_a_table_without_a_rule_is_refused(tmp_path):
+    verdicts = claims.verdicts(tmp_path)  # no tables at all
+    assert {v.verdict for v in verdicts} == {"not testable yet"}
+    folder = tmp_path / "results" / "tables" / "full"
+    folder.mkdir(parents=True)
+    pd.DataFrame({"dataset": ["Beauty"]}).to_csv(folder / "dynamic_memory.csv", index=False)
+    with pytest.raises(NotImplementedError, match="claim 'dynamic memory' exists but the report has no verdict rule"):
+        claims.verdicts(tmp_path)
+
+
+def test_the_readme_without_its_markers_is_refused_by_name():
+    with pytest.raises(ValueError, match="lacks the claims markers"):
+        document.with_claims("# a README\n", document.readme_block(paths.REPO_ROOT))
+
+
+def test_p_values_have_two_significant_digits_and_differences_one_decimal():
+    assert claims.pvalue(0.000099990001) == "0.0001" and claims.pvalue(0.04567) == "0.046"
+    assert claims.pct(3.2562) == "+3.3%" and claims.pct(-20.7027) == "-20.7%"
