@@ -23,20 +23,10 @@ class Verdict:
     name: str                 # short name of the claim, as tables show it
     claim: str                # the paper's claim, in one sentence
     verdict: str              # one of VERDICTS
+    notebook: str             # the notebook that builds the tables it rests on
     evidence: list[str]       # what the tables say, one line each
     files: list[str]          # the tables and figures it rests on
     deviations: list[str] = field(default_factory=list)  # where the kit's protocol differs, and why
-
-    @property
-    def notebook(self) -> str:
-        """The notebook that builds the claim's tables."""
-        return NOTEBOOKS[self.name]
-
-
-NOTEBOOKS = {"main results": "01_main_results", "comparison": "06_comparison", "backbones": "07_backbones",
-             "long tail": "03_long_tail", "memory partitions": "04_memory_partitions",
-             "noise robustness": "05_noise_robustness", "sensitivity": "08_sensitivity",
-             "dynamic memory": "11_dynamic_memory", "efficiency": "10_efficiency"}
 
 
 class Tables:
@@ -76,22 +66,23 @@ def _share_verdict(won: int, total: int) -> str:
     return "reproduced" if won == total else "partly" if 2 * won >= total else "not reproduced"
 
 
-def claim(name: str, sentence: str, table: str, *files: str):
-    """A judge of the claim `sentence` on `table` (and `files` beside it), returning (verdict, evidence,
-    deviations), made into a claim: 'not testable yet' while its table is not built."""
+def claim(name: str, sentence: str, notebook: str, table: str, *files: str):
+    """A judge of the claim `sentence` on `table` (built by `notebook`, with `files` beside it), returning
+    (verdict, evidence, deviations), made into a claim: 'not testable yet' while its table is not built."""
     def wrap(judge):
         def verdict(t: Tables) -> Verdict:
             found, shown = t(table), [t.path(table), *files]
             if found is None:
-                return Verdict(name, sentence, "not testable yet",
-                               [f"notebook {NOTEBOOKS[name]} has not built {t.path(table)}"], shown)
-            return Verdict(name, sentence, *judge(found, t), shown)
+                return Verdict(name, sentence, "not testable yet", notebook,
+                               [f"notebook {notebook} has not built {t.path(table)}"], shown)
+            verdict, evidence, deviations = judge(found, t)
+            return Verdict(name, sentence, verdict, notebook, evidence, shown, deviations)
         return verdict
     return wrap
 
 
 @claim("main results", "RaSeRec improves on DuoRec, the backbone it is built on, on every dataset and metric, "
-       "to the paper's numbers.", "main_results", "figures/full/main_results.png")
+       "to the paper's numbers.", "01_main_results", "main_results", "figures/full/main_results.png")
 def main_results(table: pd.DataFrame, t: Tables):
     evidence, per_dataset = [], []
     for dataset, rows in table.groupby("dataset", sort=False):
@@ -124,8 +115,8 @@ def _sports_gap(t: Tables) -> list[str]:
             f"(docs/method.md); the table `sports_gap` holds every run."]
 
 
-@claim("comparison", "RaSeRec beats every baseline on every dataset and metric.", "comparison_improvement",
-       "results/tables/full/comparison.csv", "figures/full/comparison.png")
+@claim("comparison", "RaSeRec beats every baseline on every dataset and metric.", "06_comparison",
+       "comparison_improvement", "results/tables/full/comparison.csv", "figures/full/comparison.png")
 def comparison(table: pd.DataFrame, t: Tables):
     won = [significant(r["improvement %"], r["p (paired)"]) for _, r in table.iterrows()]
     evidence = [f"RaSeRec is significantly better than the strongest baseline on {sum(won)} of {len(won)} "
@@ -137,7 +128,7 @@ def comparison(table: pd.DataFrame, t: Tables):
 
 
 @claim("backbones", "RaSeRec improves every backbone it is put on (GRU4Rec, SASRec, CL4SRec, DuoRec).",
-       "backbones", "figures/full/backbones.png")
+       "07_backbones", "backbones", "figures/full/backbones.png")
 def backbones(table: pd.DataFrame, t: Tables):
     won = [significant(r["improvement %"], r["p (paired)"]) for _, r in table.iterrows()]
     evidence = [f"significant improvement on {sum(won)} of {len(won)} (dataset, backbone, metric) triples"]
@@ -147,7 +138,7 @@ def backbones(table: pd.DataFrame, t: Tables):
     return _share_verdict(sum(won), len(won)), evidence, []
 
 
-@claim("long tail", "RaSeRec's gain is largest on long-tail (unpopular) items.", "long_tail_items",
+@claim("long tail", "RaSeRec's gain is largest on long-tail (unpopular) items.", "03_long_tail", "long_tail_items",
        "results/tables/full/long_tail_users.csv")
 def long_tail(table: pd.DataFrame, t: Tables):
     evidence, tail_largest = [], []
@@ -162,7 +153,7 @@ def long_tail(table: pd.DataFrame, t: Tables):
 
 
 @claim("memory partitions", "Every part of the memory bank helps: removing any partition costs accuracy.",
-       "memory_partitions")
+       "04_memory_partitions", "memory_partitions")
 def memory_partitions(table: pd.DataFrame, t: Tables):
     removed = table[table["removed"] != "none"]
     costs = [(r["NDCG@5 drop %"] > r["NDCG@5 control drop %"]) and r["NDCG@5 p vs control"] < ALPHA
@@ -176,7 +167,7 @@ def memory_partitions(table: pd.DataFrame, t: Tables):
 
 
 @claim("noise robustness", "RaSeRec loses less accuracy than its backbones when the inputs are noisy.",
-       "noise_robustness_gap", "results/tables/full/noise_robustness.csv")
+       "05_noise_robustness", "noise_robustness_gap", "results/tables/full/noise_robustness.csv")
 def noise(table: pd.DataFrame, t: Tables):
     # gap = RaSeRec's drop minus the other model's, in percentage points: below 0, RaSeRec lost less
     less = [r["gap (pp)"] < 0 and r["p (paired)"] < ALPHA for _, r in table.iterrows()]
@@ -191,7 +182,7 @@ SWEPT = ("k", "alpha", "beta")
 
 
 @claim("sensitivity", "RaSeRec is robust to K, alpha and beta around the chosen values (K = 20, alpha = 0.5, "
-       "beta = 1).", "sensitivity", "results/tables/full/sensitivity_test_time_k.csv",
+       "beta = 1).", "08_sensitivity", "sensitivity", "results/tables/full/sensitivity_test_time_k.csv",
        "results/tables/full/sensitivity_index.csv", "figures/full/sensitivity_Beauty.png")
 def sensitivity(table: pd.DataFrame, t: Tables):
     evidence, held = [], []
@@ -224,10 +215,11 @@ def _no_rule_yet(name: str):
 
 
 dynamic_memory = claim("dynamic memory", "New interactions entering the memory bank, without retraining, let "
-                       "the model follow preference drift.", "dynamic_memory")(_no_rule_yet("dynamic memory"))
+                       "the model follow preference drift.", "11_dynamic_memory",
+                       "dynamic_memory")(_no_rule_yet("dynamic memory"))
 efficiency = claim("efficiency", "Retrieval adds a modest cost to training and inference (what the paper "
                    "measures of cost is not known: docs/method.md §10.7).",
-                   "efficiency_inference")(_no_rule_yet("efficiency"))
+                   "10_efficiency", "efficiency_inference")(_no_rule_yet("efficiency"))
 
 
 CLAIMS = (main_results, comparison, backbones, long_tail, memory_partitions, noise, sensitivity, dynamic_memory,

@@ -6,7 +6,7 @@ the name a table shows ("RaSeRec(DuoRec) [k=5]")."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,6 @@ class Record:
     metrics: dict
     provenance: dict
     adopted: bool = False     # taken from the reference, not trained here
-    raw: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, raw: dict) -> "Record":
@@ -52,8 +51,7 @@ class Record:
         config = raw.get("config") or {}
         return cls(key=raw["key"], stage=raw.get("stage") or config.get("stage", ""), dataset=raw["dataset"],
                    seed=raw["seed"], profile=raw["profile"], name=raw["model"], model=ModelId.of_config(config),
-                   metrics=raw["metrics"], provenance=raw["provenance"], adopted=bool(raw.get("adopted")),
-                   raw=raw)
+                   metrics=raw["metrics"], provenance=raw["provenance"], adopted=bool(raw.get("adopted")))
 
     @property
     def threads(self) -> int:
