@@ -53,8 +53,3 @@ def test_a_claim_without_its_table_is_not_testable_yet_and_a_table_without_a_rul
 def test_the_readme_without_its_markers_is_refused_by_name():
     with pytest.raises(ValueError, match="lacks the claims markers"):
         document.with_claims("# a README\n", document.readme_block(paths.REPO_ROOT))
-
-
-def test_p_values_have_two_significant_digits_and_differences_one_decimal():
-    assert claims.pvalue(0.000099990001) == "0.0001" and claims.pvalue(0.04567) == "0.046"
-    assert claims.pct(3.2562) == "+3.3%" and claims.pct(-20.7027) == "-20.7%"

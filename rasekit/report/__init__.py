@@ -12,6 +12,7 @@ import pandas as pd
 import seaborn as sns
 
 from rasekit.files import atomic, paths
+from rasekit.report import formats
 
 
 def style() -> None:
@@ -44,25 +45,22 @@ def save_figure(fig, name: str, profile: str, provenance: dict) -> None:
 
 def save_table(table: pd.DataFrame, name: str, profile: str, provenance: dict,
                float_format: str = "%.4f", latex: pd.DataFrame | None = None) -> None:
-    """CSV, Markdown and LaTeX of `table`; `latex`: a version whose cells are already LaTeX (marks such
-    as \\textbf), written as it is instead of the escaped table."""
+    """CSV (full precision), Markdown and LaTeX (the numbers as a person reads them: `formats`) of `table`;
+    `latex`: a version whose cells are already LaTeX (marks such as \\textbf), written as it is."""
     folder = paths.tables_dir(profile)
     folder.mkdir(parents=True, exist_ok=True)
     out = [folder / f"{name}.csv", folder / f"{name}.md", folder / f"{name}.tex"]
-    atomic.write_text(out[0], table.to_csv(index=False, float_format=float_format))
+    atomic.write_text(out[0], table.to_csv(index=False))
     atomic.write_text(out[1], markdown(table, float_format))
-    atomic.write_text(out[2], table.to_latex(index=False, float_format=float_format.__mod__, escape=True)
+    atomic.write_text(out[2], formats.shown(table, float_format).to_latex(index=False, escape=True)
                       if latex is None else latex.to_latex(index=False, escape=False))
     _write_provenance(folder / f"{name}.provenance.json", {"profile": profile, **provenance})
     _saved(folder, name, "csv,md,tex")
 
 
-def markdown(table: pd.DataFrame, float_format: str) -> str:
+def markdown(table: pd.DataFrame, float_format: str = "%.4f") -> str:
     """A GitHub Markdown table (pandas needs the extra `tabulate` package for this)."""
-    def cell(v):
-        if isinstance(v, float):
-            return "–" if v != v else float_format % v  # NaN: not applicable to this row
-        return f"{v:,}" if isinstance(v, int) else str(v)
+    cells = formats.shown(table, float_format)
     rows = [list(map(str, table.columns)), ["---"] * len(table.columns)]
-    rows += [[cell(v) for v in row] for row in table.itertuples(index=False)]
+    rows += [list(row) for row in cells.itertuples(index=False)]
     return "\n".join("| " + " | ".join(r) + " |" for r in rows) + "\n"

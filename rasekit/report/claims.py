@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
+
+from rasekit.report.formats import pct, pvalue
 
 ALPHA = 0.05          # significance level of every paired test a verdict reads
 CLOSE_TO_PAPER = 5.0  # percent: a mean this close to the paper's number counts as the paper's number
@@ -45,16 +46,6 @@ class Tables:
 
     def path(self, name: str) -> str:
         return f"results/tables/{self.profile}/{name}.csv"
-
-
-def pct(value: float) -> str:
-    """A relative difference in percent with one decimal and its sign."""
-    return f"{value:+.1f}%"
-
-
-def pvalue(value: float) -> str:
-    """A p-value with two significant digits."""
-    return np.format_float_positional(float(value), precision=2, fractional=False, trim="-")
 
 
 def significant(improvement: float, p: float) -> bool:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from rasekit.files import atomic
-from rasekit.report import claims, markdown
+from rasekit.report import claims, formats, markdown
 from rasekit.runs import ledger
 from rasekit.runs.notebook_runs import NOTEBOOK_RUNS
 from rasekit.runs.provenance import processor
@@ -69,8 +69,8 @@ def _beyond(t: claims.Tables) -> str:
                              ("same-user filter off", "what leakage of a user's own later items would add")):
             rows = table[table["row"] == row]
             lines += [f"- **{row}** ({meaning}), {r['dataset']}, {int(r['seeds'])} seed(s): NDCG@10 "
-                      f"{claims.pct(r['NDCG@10 vs official %'])} against the official RaSeRec "
-                      f"(p {claims.pvalue(r['p NDCG@10'])})" for _, r in rows.iterrows()]
+                      f"{formats.pct(r['NDCG@10 vs official %'])} against the official RaSeRec "
+                      f"(p {formats.pvalue(r['p NDCG@10'])})" for _, r in rows.iterrows()]
     return "\n".join(lines) if lines else "- not built yet"
 
 

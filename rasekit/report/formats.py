@@ -1,0 +1,87 @@
+"""How a number reads in a table a person reads (Markdown, LaTeX, the report). The CSV beside each table
+keeps full precision; these rules only shape what is shown, chosen by the column's name:
+
+- a relative difference or a share in percent ("... %", "gap (pp)"): one decimal;
+- a ratio in [0, 1] ("recall@K", "ratio", "share ..."): shown as a percentage with one decimal;
+- a p-value ("p ...", "... p vs ..."): two significant digits;
+- a spread ("... std") over a single seed: "–", since one seed has no spread;
+- a column whose values are all whole numbers (counts, epochs): an integer with thousands separators;
+- anything else: the table's own format (four decimals for ranking metrics)."""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+NOT_APPLICABLE = "–"
+RATIOS = ("recall@K", "ratio")
+FINE_PERCENTS = ("sparsity",)  # every dataset here is above 99.9% sparse: two decimals tell them apart
+
+
+def pct(value: float) -> str:
+    """A relative difference in percent with one decimal and its sign."""
+    return f"{value:+.1f}%"
+
+
+def pvalue(value: float) -> str:
+    """A p-value with two significant digits."""
+    return np.format_float_positional(float(value), precision=2, fractional=False, trim="-")
+
+
+def kind(column) -> str:
+    """What the values of `column` are: p, spread, percent, ratio or plain."""
+    name = str(column)
+    if name.startswith("p ") or name == "p" or " p vs " in name:
+        return "p"
+    if name.endswith(" std"):
+        return "spread"
+    if "%" in name or "(pp)" in name or name in FINE_PERCENTS:
+        return "percent"
+    if name in RATIOS or name.startswith("share"):
+        return "ratio"
+    return "plain"
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+
+
+def _whole(values: pd.Series) -> bool:
+    numbers = [float(v) for v in values if _number(v) and v == v]
+    return bool(numbers) and all(v.is_integer() for v in numbers)
+
+
+def formatter(table: pd.DataFrame, column, float_format: str) -> Callable[[object], str]:
+    """The function that shows one cell of `column` (NaN: "–", not applicable to this row)."""
+    name, what = str(column), kind(column)
+    if what == "percent":
+        shown = "{:.2f}".format if name in FINE_PERCENTS else "{:.1f}".format
+    elif what == "ratio":
+        shown = lambda v: f"{100 * v:.1f}%"  # noqa: E731
+    elif what == "p":
+        shown = pvalue
+    elif what == "spread" and "gap" in name:
+        shown = "{:.1f}".format  # the spread of a gap in percentage points
+    elif what == "plain" and "@" not in name and _whole(table[column]):
+        shown = "{:,.0f}".format  # counts, epochs, seeds (floats only where a row has none)
+    else:
+        shown = float_format.__mod__
+
+    def cell(v) -> str:
+        if not _number(v):
+            return str(v)
+        return NOT_APPLICABLE if v != v else shown(v)
+    return cell
+
+
+def shown(table: pd.DataFrame, float_format: str = "%.4f") -> pd.DataFrame:
+    """`table` with every cell as the text a person reads; a spread over a single seed is "–"."""
+    out = pd.DataFrame({c: table[c].map(formatter(table, c, float_format)) for c in table.columns},
+                       index=table.index)
+    if "seeds" in table.columns:
+        single = pd.to_numeric(table["seeds"], errors="coerce") == 1
+        for c in table.columns:
+            if kind(c) == "spread":
+                out.loc[single, c] = NOT_APPLICABLE
+    return out
