@@ -6,6 +6,7 @@ Retrieval-Augmented Module (docs/method.md §5-7), loaded from a run of the user
     model.recommend([[12, 7, 301]], k=10)                # the next items of raw item sequences
     model.retrieve([12, 7, 301])                         # the K memories it reads, with their prefixes
     model.explain([12, 7, 301])                          # the attention of each channel over them
+    model.target_rank([12, 7, 301], target=55)          # its rank before and after retrieval
     model.evaluate("test")                               # ranks and metrics, as the run recorded them
 
 Sequences are lists of the dataset's item ids (1..n_items, oldest first); as in training, only the last
@@ -21,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rasekit.evaluate import metrics
+from rasekit.evaluate import metrics, target_ranks
 from rasekit.runs import experiments, loading, profiles
 from rasekit.settings import SettingsError, integer
 from rasekit.stages.loop import evaluate_part
@@ -192,6 +193,16 @@ class RaSeRec:
             table[f"attention_{block}"] = probs[0].mean(0).cpu().numpy()[keep]
         table.attrs.update(alpha=float(self.ram.alpha), beta=float(self.ram.beta))
         return table
+
+    def target_rank(self, sequence, target: int, user: int | None = None) -> tuple[int, int]:
+        """(the rank of `target` among all items before retrieval, from h alone as the frozen encoder
+        scores it; its rank after, from h~), ties counted against the target as in the evaluation."""
+        target = integer("target", target, 1, self.data.n_items)
+        h, found, _ = self._retrieved([list(sequence)], None if user is None else [user])
+        with torch.no_grad():
+            before, after = h @ self.task.items.T, self.task.augment(h, found) @ self.task.items.T
+        targets = np.array([target])
+        return (int(target_ranks(lambda _: before, targets)[0]), int(target_ranks(lambda _: after, targets)[0]))
 
     def evaluate(self, part: str = "test") -> tuple[np.ndarray, dict]:
         """(the rank of each instance's target among all items, the metrics) on the valid or test part,

@@ -116,3 +116,16 @@ def test_the_committed_beauty_run_loads_from_the_reference_and_evaluates_as_reco
     assert (ranks == committed).mean() >= 0.995
     for name in ("HR@10", "NDCG@10", "HR@20", "NDCG@20"):
         assert metrics[name] == pytest.approx(model.record["metrics"][name], abs=2e-4)
+
+
+def test_the_targets_rank_before_and_after_retrieval_is_the_evaluations(trained):
+    model = RaSeRec.load(trained["key"], device="cpu")
+    after = experiments.ranks(trained)
+    for row in (0, 5, 17):
+        seq, user = instance(model.data, "test", row)
+        before_row, after_row = model.target_rank(seq, int(model.data.test.targets[row]), user)
+        assert abs(after_row - after[row]) <= 1  # one place at most, where an item ties within rounding
+        plain = model.task.queries["test"][row] @ model.task.items.T  # the frozen encoder's scores
+        assert before_row == 1 + int((plain[1:] > plain[model.data.test.targets[row]]).sum())
+    with pytest.raises(SettingsError, match="target"):
+        model.target_rank(seq, 0, user)

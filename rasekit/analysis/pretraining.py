@@ -34,7 +34,7 @@ def stopping_replay(records: list[dict], metrics=("MRR@10", "NDCG@10", "HR@10"))
             after = max(h[m] for h in history[best:])
             rows.append({"dataset": r["dataset"], "model": r["model"], "seed": r["seed"], "stopping metric": m,
                          "kept epoch": "trains on" if kept is None else kept[0], "run's best epoch": best,
-                         "epochs recorded": len(history), f"valid at run's best": history[best][m],
+                         "epochs recorded": len(history), "valid at run's best": history[best][m],
                          "valid best later": after, "rise after %": 100 * (after / history[best][m] - 1)})
     return table_of(rows, ("dataset", "model", "seed", "stopping metric", "kept epoch", "run's best epoch",
                            "epochs recorded", "valid at run's best", "valid best later", "rise after %"))

@@ -71,7 +71,21 @@ def _beyond(t: claims.Tables) -> str:
             lines += [f"- **{row}** ({meaning}), {r['dataset']}, {int(r['seeds'])} seed(s): NDCG@10 "
                       f"{formats.pct(r['NDCG@10 vs official %'])} against the official RaSeRec "
                       f"(p {formats.pvalue(r['p NDCG@10'])})" for _, r in rows.iterrows()]
+    lines += _case_study(t)
     return "\n".join(lines) if lines else "- not built yet"
+
+
+def _case_study(t: claims.Tables) -> list[str]:
+    """How often the memories of the users of the case study held their true next item, by group."""
+    users = t("case_study_users")
+    if users is None:
+        return []
+    told = [f"{group}: {int((rows['memories with the target'] > 0).sum())} of {len(rows)} (median rank "
+            f"{rows['rank before'].median():.0f} before, {rows['rank after'].median():.0f} after)"
+            for group, rows in users.groupby("group", sort=False)]
+    return [f"- **Case study** (`12_case_study`, {', '.join(users['dataset'].unique())}, users chosen by a "
+            f"seeded rule): users with at least one retrieved memory whose target is their own true next "
+            f"item, by group: " + "; ".join(told) + f" (`{t.path('case_study_users')}`)."]
 
 
 def _hardware(records: list[Record]) -> str:

@@ -5,6 +5,7 @@ keeps full precision; these rules only shape what is shown, chosen by the column
 - a ratio in [0, 1] ("recall@K", "ratio", "share ..."): shown as a percentage with one decimal;
 - a p-value ("p ...", "... p vs ..."): two significant digits;
 - a spread ("... std") over a single seed: "–", since one seed has no spread;
+- an identifier (user, item, instance, seed): the number as it is;
 - a column whose values are all whole numbers (counts, epochs): an integer with thousands separators;
 - anything else: the table's own format (four decimals for ranking metrics)."""
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pandas as pd
 
 NOT_APPLICABLE = "–"
 RATIOS = ("recall@K", "ratio")
+IDENTIFIERS = ("instance", "user", "memory", "target", "item", "seed")  # numbers that name, never counted
 FINE_PERCENTS = ("sparsity",)  # every dataset here is above 99.9% sparse: two decimals tell them apart
 
 
@@ -30,10 +32,12 @@ def pvalue(value: float) -> str:
 
 
 def kind(column) -> str:
-    """What the values of `column` are: p, spread, percent, ratio or plain."""
+    """What the values of `column` are: p, identifier, spread, percent, ratio or plain."""
     name = str(column)
     if name.startswith("p ") or name == "p" or " p vs " in name:
         return "p"
+    if name in IDENTIFIERS:
+        return "identifier"
     if name.endswith(" std"):
         return "spread"
     if "%" in name or "(pp)" in name or name in FINE_PERCENTS:
@@ -63,6 +67,8 @@ def formatter(table: pd.DataFrame, column, float_format: str) -> Callable[[objec
         shown = pvalue
     elif what == "spread" and "gap" in name:
         shown = "{:.1f}".format  # the spread of a gap in percentage points
+    elif what == "identifier":
+        shown = lambda v: str(int(v)) if float(v).is_integer() else str(v)  # noqa: E731
     elif what == "plain" and "@" not in name and _whole(table[column]):
         shown = "{:,.0f}".format  # counts, epochs, seeds (floats only where a row has none)
     else:

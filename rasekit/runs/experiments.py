@@ -350,6 +350,16 @@ def ranks(record: dict, part: str = "test", root: Path | None = None) -> np.ndar
     return store.load_ranks(record, part, root)
 
 
+def item_attributes(dataset: str) -> dict[int, list[int]] | None:
+    """{item id: [attribute ids]} of a registered dataset (verified like its sequences); None for a file
+    of the user's own, which has no attributes."""
+    from rasekit.data import read_item_attributes, registry
+
+    if sources.resolve(dataset).path:
+        return None
+    return read_item_attributes(registry.fetch(sources.resolve(dataset).name, files=("attributes",))["attributes"])
+
+
 def dataset_statistics(names) -> "pd.DataFrame":
     import pandas as pd
     return pd.DataFrame([datasets.load(n).statistics() for n in names])
@@ -384,11 +394,9 @@ def baseline(dataset: str = "Beauty", name: str = "transition", profile: str | N
     from dataclasses import asdict
 
     from rasekit.models import baselines
-    from rasekit.data import read_item_attributes, registry
 
     prof = profiles.get(profile)
     heuristic = transition_settings(transition)
-    source = sources.resolve(dataset)
     config = baseline_config(dataset, name, prof, transition)
     key = run_key(config)
     _take_from_reference(config, key, prof, False, reuse_only, log)
@@ -401,10 +409,8 @@ def baseline(dataset: str = "Beauty", name: str = "transition", profile: str | N
     data = load_data(config, prof)
     if name == "popularity":
         model = baselines.Popularity(data)
-    else:  # a file of the user's own has no attributes: transitions alone
-        attributes = None if source.path else read_item_attributes(
-            registry.fetch(config["dataset"], files=("attributes",))["attributes"])
-        model = baselines.ItemTransition(data, attributes, heuristic)
+    else:
+        model = baselines.ItemTransition(data, item_attributes(dataset), heuristic)
     ranks = {part: target_ranks(lambda i, inst=getattr(data, part): model.scores(inst.seqs[i], inst.lengths[i]),
                                 getattr(data, part).targets, chunk=512) for part in ("valid", "test")}
     label = model.name + variant_label(transition or {}, asdict(baselines.TransitionSettings()))

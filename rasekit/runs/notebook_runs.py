@@ -197,12 +197,23 @@ def ablation_all(profile: str, datasets=None, seeds=None, other_datasets=None) -
     return [run for group in ablation_runs(profile, datasets, seeds, other_datasets).values() for run in group]
 
 
+def case_study_runs(profile: str, datasets=None, seeds=None) -> list[tuple[Run, Run]]:
+    """Notebook 12: (DuoRec, RaSeRec on it) on `datasets` (default: the profile's first) for `seeds`
+    (default: the profile's first)."""
+    prof = profiles.get(profile)
+    return main_results_runs(prof.name, list(datasets or prof.datasets[:1]), list(seeds or prof.seeds[:1]))
+
+
+def case_study_all(profile: str, datasets=None, seeds=None) -> list[Run]:
+    return [run for pair in case_study_runs(profile, datasets, seeds) for run in pair]
+
+
 NOTEBOOK_RUNS = {"01_main_results": main_results_all, "02_pretraining": pretraining_all,
                  "03_long_tail": long_tail_all, "04_memory_partitions": main_results_all,
                  "05_noise_robustness": noise_all, "06_comparison": comparison_all,
                  "07_backbones": backbone_all, "08_sensitivity": sensitivity_all,
-                 "09_ablation": ablation_all}
+                 "09_ablation": ablation_all, "12_case_study": case_study_all}
 
 
 # Notebooks that load trained models again (not only their ranks), and the stage whose weights they need.
-NEEDS_WEIGHTS = {"04_memory_partitions": "finetune", "05_noise_robustness": None}
+NEEDS_WEIGHTS = {"04_memory_partitions": "finetune", "05_noise_robustness": None, "12_case_study": "finetune"}

@@ -16,7 +16,7 @@ ALL_DATASETS = ("Beauty", "Sports_and_Outdoors", "Toys_and_Games", "Yelp")
 # The notebooks of the paper's tables and figures. The others train dozens of stage-2 runs (08, 09) or
 # time this machine with banks of millions of memories (10), so the default profile runs them when named.
 PAPER_NOTEBOOKS = ("00_datasets", "01_main_results", "02_pretraining", "03_long_tail", "04_memory_partitions",
-                   "05_noise_robustness", "06_comparison", "07_backbones", "99_report")
+                   "05_noise_robustness", "06_comparison", "07_backbones", "12_case_study", "99_report")
 
 
 @dataclass(frozen=True)
