@@ -35,6 +35,15 @@ class Instances:
         return Instances(self.seqs[index], self.lengths[index], self.targets[index],
                          self.users[index], self.steps[index])
 
+    def last(self, n: int) -> "Instances":
+        """The same instances with each input cut to its last `n` items (still left-aligned); targets,
+        users and steps unchanged."""
+        lengths = np.minimum(self.lengths, n)
+        take = (self.lengths - lengths)[:, None] + np.arange(self.seqs.shape[1])  # columns to keep, shifted
+        seqs = np.where(np.arange(self.seqs.shape[1]) < lengths[:, None],
+                        np.take_along_axis(self.seqs, np.minimum(take, self.seqs.shape[1] - 1), 1), 0)
+        return Instances(seqs, lengths, self.targets, self.users, self.steps)
+
 
 @dataclass
 class SameTargetIndex:

@@ -9,8 +9,9 @@ evaluation applies):
   heuristic matches or beats many trained models on Amazon Sports, so the comparison table
   has to show where the trained models stand against it.
 
-Transitions are counted on the training instances only (the last item of each training prefix and its
-target), so neither the validation nor the test item informs the scores."""
+Transitions are counted on the training instances (the last item of each training prefix and its target),
+so neither the validation nor the test item informs the validation scores; `valid_at_test` adds the
+validation interactions for the test, as RaSeRec's test-time bank holds the validation memories."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -46,6 +47,8 @@ class TransitionSettings:
     recent: int = 2                      # last items of the sequence the candidates start from
     recent_decay: float = 0.5            # weight of the i-th most recent item: decay ** i
     attribute_weight: float = 0.1        # weight of the attribute similarity with the last item
+    normalise: bool = True               # transition counts divided by their row's total (False: raw)
+    valid_at_test: bool = False          # at test time, count the validation part's transitions too
 
     def __post_init__(self):
         settings.integer("hops", self.hops, 1, 4)
@@ -57,15 +60,22 @@ class TransitionSettings:
         settings.integer("recent", self.recent, 1, 50)
         settings.real("recent_decay", self.recent_decay, 0, 1)
         settings.real("attribute_weight", self.attribute_weight, 0)
+        for name in ("normalise", "valid_at_test"):
+            if not isinstance(getattr(self, name), bool):
+                raise settings.SettingsError(f"{name}={getattr(self, name)!r} is not allowed: expected true or false")
 
 
-def transition_matrix(data: SplitData) -> torch.Tensor:
-    """Row-normalised counts of item -> next item in the training instances, sparse [n + 1, n + 1]."""
-    train = data.train
-    last = train.seqs[np.arange(len(train)), train.lengths - 1]
+def transition_matrix(data: SplitData, normalise: bool = True, parts=("train",)) -> torch.Tensor:
+    """Counts of item -> next item in the instances of `parts` (each: the last item of its prefix and its
+    target), divided by their row's total when `normalise`; sparse [n + 1, n + 1]."""
+    instances = [getattr(data, part) for part in parts]
+    last = np.concatenate([inst.seqs[np.arange(len(inst)), inst.lengths - 1] for inst in instances])
+    targets = np.concatenate([inst.targets for inst in instances])
     n = data.n_items + 1
-    pairs = torch.as_tensor(np.stack([last, train.targets]))
+    pairs = torch.as_tensor(np.stack([last, targets]))
     counts = torch.sparse_coo_tensor(pairs, torch.ones(len(last)), (n, n), check_invariants=True).coalesce()
+    if not normalise:
+        return counts
     rows = torch.zeros(n).index_add_(0, counts.indices()[0], counts.values())
     values = counts.values() / rows[counts.indices()[0]]
     return torch.sparse_coo_tensor(counts.indices(), values, (n, n), check_invariants=True).coalesce()
@@ -93,9 +103,11 @@ class ItemTransition:
     name = "ItemTransition"
 
     def __init__(self, data: SplitData, attributes: dict[int, list[int]] | None = None,
-                 config: TransitionSettings = TransitionSettings()):
+                 config: TransitionSettings = TransitionSettings(), parts=("train",)):
+        """`parts`: the instances whose transitions are counted (("train", "valid") to score the test part
+        with the validation interactions too)."""
         self.config, self.n = config, data.n_items + 1
-        self.transitions = transition_matrix(data).t().coalesce()  # columns = from, for sparse @ dense
+        self.transitions = transition_matrix(data, config.normalise, parts).t().coalesce()  # columns = from
         self.attributes = attribute_matrix(attributes, data.n_items) if config.attribute_weight else None
         popularity = training_popularity(data)
         self.tie_break = TIE_BREAK * popularity / max(float(popularity.max()), 1.0)

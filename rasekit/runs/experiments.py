@@ -411,8 +411,11 @@ def baseline(dataset: str = "Beauty", name: str = "transition", profile: str | N
         model = baselines.Popularity(data)
     else:
         model = baselines.ItemTransition(data, item_attributes(dataset), heuristic)
-    ranks = {part: target_ranks(lambda i, inst=getattr(data, part): model.scores(inst.seqs[i], inst.lengths[i]),
-                                getattr(data, part).targets, chunk=512) for part in ("valid", "test")}
+    scorers = {"valid": model, "test": model}
+    if name == "transition" and heuristic.valid_at_test:  # the test scored from the validation transitions too
+        scorers["test"] = baselines.ItemTransition(data, item_attributes(dataset), heuristic, ("train", "valid"))
+    ranks = {part: target_ranks(lambda i, inst=getattr(data, part), m=m: m.scores(inst.seqs[i], inst.lengths[i]),
+                                getattr(data, part).targets, chunk=512) for part, m in scorers.items()}
     label = model.name + variant_label(transition or {}, asdict(baselines.TransitionSettings()))
     result = {"metrics": metrics(ranks["test"]), "valid_metrics": metrics(ranks["valid"]), "best_epoch": None,
               "epochs_run": 0, "history": [], "train_seconds": 0.0, "test_ranks": ranks["test"],

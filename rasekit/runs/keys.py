@@ -25,6 +25,8 @@ from rasekit.runs.defaults import FINETUNE, PRETRAIN, RAM
 from rasekit.runs.provenance import config_hash
 
 SCHEMA = 2
+# Settings of the item-transition heuristic added after its first runs: at these values, its key is unchanged.
+TRANSITION_ADDED = {"normalise": True, "valid_at_test": False}
 
 
 def defaults(stage: str) -> dict:
@@ -32,7 +34,7 @@ def defaults(stage: str) -> dict:
     return {"pretrain": {"users": None, "max_len": 50, "encoder_params": {}, "objective_params": {},
                          "train": PRETRAIN},
             "finetune": {"users": None, "ram": RAM, "partition": None, "train": FINETUNE},
-            "baseline": {"users": None}}.get(stage, {})
+            "baseline": {"users": None, "transition": TRANSITION_ADDED}}.get(stage, {})
 
 
 def changed(config: dict, default: dict) -> dict:

@@ -164,4 +164,8 @@ RULES = {
         n, numbers.Integral) and n >= 1, "bank sizes, positive integers, e.g. [1000000]"),
     "largest_hnsw": lambda name, value: settings.integer(name, value, 1),
     "queries": lambda name, value: settings.integer(name, value, 1),
+    "truncations": lambda name, value: settings.distinct_list(name, value, lambda n: not isinstance(n, bool) and isinstance(
+        n, numbers.Integral) and n >= 1, "numbers of last items to keep, positive integers, e.g. [1, 2, 5, 10]"),
+    "n_per_group": lambda name, value: settings.integer(name, value, 1),
+    "choice_seed": lambda name, value: settings.integer(name, value, 0, settings.SEED_MAX),
 }

@@ -208,12 +208,27 @@ def case_study_all(profile: str, datasets=None, seeds=None) -> list[Run]:
     return [run for pair in case_study_runs(profile, datasets, seeds) for run in pair]
 
 
+def audit_runs(profile: str, datasets=None, seeds=None) -> dict[str, list[Run]]:
+    """Notebook 13: on each comparison dataset, the untuned item-transition heuristic, and DuoRec and
+    RaSeRec on it for every seed (loaded again: the truncated inputs and the hybrid evaluate them)."""
+    profile, datasets, seeds, _ = _comparison_grid(profile, datasets, seeds, None)
+    return {"heuristic": [Run("baseline", d, 0, profile, baseline="transition") for d in datasets],
+            "DuoRec": [Run("pretrain", d, s, profile, "sasrec", "duorec") for d in datasets for s in seeds],
+            "RaSeRec": [Run("finetune", d, s, profile, backbone="duorec") for d in datasets for s in seeds]}
+
+
+def audit_all(profile: str, datasets=None, seeds=None) -> list[Run]:
+    return [run for runs in audit_runs(profile, datasets, seeds).values() for run in runs]
+
+
 NOTEBOOK_RUNS = {"01_main_results": main_results_all, "02_pretraining": pretraining_all,
                  "03_long_tail": long_tail_all, "04_memory_partitions": main_results_all,
                  "05_noise_robustness": noise_all, "06_comparison": comparison_all,
                  "07_backbones": backbone_all, "08_sensitivity": sensitivity_all,
-                 "09_ablation": ablation_all, "12_case_study": case_study_all}
+                 "09_ablation": ablation_all, "12_case_study": case_study_all,
+                 "13_audit": audit_all}
 
 
 # Notebooks that load trained models again (not only their ranks), and the stage whose weights they need.
-NEEDS_WEIGHTS = {"04_memory_partitions": "finetune", "05_noise_robustness": None, "12_case_study": "finetune"}
+NEEDS_WEIGHTS = {"04_memory_partitions": "finetune", "05_noise_robustness": None, "12_case_study": "finetune",
+                 "13_audit": "finetune"}

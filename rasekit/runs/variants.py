@@ -1,6 +1,6 @@
 """Test-time variants of a trained run: the same frozen encoder and trained RAM, evaluated under a change
-(K, the index and its nprobe, the memory bank restricted to a partition, noisy input sequences) without
-training again. A stage-1 run (SASRec, DuoRec, ...) has only the noise variant.
+(K, the index and its nprobe, the memory bank restricted to a partition, noisy or truncated input
+sequences) without training again. A stage-1 run (SASRec, DuoRec, ...) has only the noise and truncation variants.
 
 A variant is an evaluation, not a training run: seconds, cached as its own ledger record (stage
 "variant") that names its parent run, with its per-instance ranks beside it. The variant that changes
@@ -8,7 +8,7 @@ nothing gives exactly the parent's test ranks (tests/test_variants.py)."""
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from rasekit.data import sources
 from rasekit.memory import partitions
@@ -35,6 +35,9 @@ class TestVariant:
     nprobe: int | None = None
     partition: dict | None = None  # the train bank restricted as `memory.partitions.bank_filter` says
     noise: Noise | None = None     # noisy test inputs (and bank, if noise.bank == "noisy")
+    # test inputs cut to their last `truncate` items; the same-user filter then reads the cut length,
+    # so a user's own longer prefixes in the bank cannot bring the removed items back
+    truncate: int | None = None
 
     def __post_init__(self):
         if self.k is not None:
@@ -44,6 +47,8 @@ class TestVariant:
         if self.nprobe is not None:
             settings.integer("nprobe", self.nprobe, 1)
         partitions.check(self.partition)
+        if self.truncate is not None:
+            settings.integer("truncate", self.truncate, 1)
 
         if self.noise is not None and not isinstance(self.noise, Noise):
             raise SettingsError(f"noise={self.noise!r} is not allowed: expected a rasekit.data.noise.Noise")
@@ -53,7 +58,7 @@ class TestVariant:
 
     def retrieval_changes(self) -> dict:
         """The changes that only a stage-2 run has (retrieval and its bank)."""
-        return {k: v for k, v in self.changes().items() if k != "noise"}
+        return {k: v for k, v in self.changes().items() if k not in ("noise", "truncate")}
 
 
 def _key(parent: dict, variant: TestVariant) -> tuple[dict, str]:
@@ -81,7 +86,7 @@ def evaluate(parent: dict, variant: TestVariant, device=None, log=print) -> dict
         raise ValueError(f"run {parent['key']} is a {stage} run; variants are of trained runs")
     if stage == "pretrain" and variant.retrieval_changes():
         raise SettingsError(f"{sorted(variant.retrieval_changes())} change retrieval, which the stage-1 "
-                            f"run {parent['model']} ({parent['key']}) does not have; only noise applies")
+                            f"run {parent['model']} ({parent['key']}) does not have; only noise and truncation apply")
     config, key = _key(parent, variant)
     cached = ledger.get(key)
     if cached:
@@ -97,6 +102,8 @@ def evaluate(parent: dict, variant: TestVariant, device=None, log=print) -> dict
     data = experiments.load_data(parent["config"], profiles.get(parent["profile"]))
     if variant.noise is not None:
         data = noisy_data(data, variant.noise)
+    if variant.truncate is not None:
+        data = replace(data, test=data.test.last(variant.truncate))
     start, commit = time.perf_counter(), git_commit()
     with threads.limited() as count:  # the cores other runs leave free, as a training run takes them
         task = trained_task(parent, variant, data, device) if stage == "finetune" else \
