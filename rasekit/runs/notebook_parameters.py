@@ -167,5 +167,8 @@ RULES = {
     "truncations": lambda name, value: settings.distinct_list(name, value, lambda n: not isinstance(n, bool) and isinstance(
         n, numbers.Integral) and n >= 1, "numbers of last items to keep, positive integers, e.g. [1, 2, 5, 10]"),
     "n_per_group": lambda name, value: settings.integer(name, value, 1),
+    "held_out": lambda name, value: settings.distinct_list(name, value, lambda n: not isinstance(n, bool) and isinstance(
+        n, numbers.Integral) and 1 <= n <= 10, "interactions held out per user, integers in 1..10, e.g. [1, 2, 3]"),
+    "new_users": lambda name, value: settings.real(name, value, 0, 0.9),
     "choice_seed": lambda name, value: settings.integer(name, value, 0, settings.SEED_MAX),
 }

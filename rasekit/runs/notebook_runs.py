@@ -208,6 +208,30 @@ def case_study_all(profile: str, datasets=None, seeds=None) -> list[Run]:
     return [run for pair in case_study_runs(profile, datasets, seeds) for run in pair]
 
 
+HELD_OUT = (1, 2, 3)    # each user's last interactions held out (notebook 11)
+NEW_USERS = 0.1         # the share of users left out entirely (notebook 11)
+
+
+def dynamic_memory_runs(profile: str, datasets=None, seeds=None, held_out=HELD_OUT,
+                        new_users=NEW_USERS) -> dict[str, list[tuple[Run, Run]]]:
+    """Notebook 11: (DuoRec, RaSeRec on it) trained on each older version of the data ("Beauty:last=2",
+    "Beauty:users=0.1") and on the full data (retraining), on `datasets` (default: the profile's) for
+    `seeds` (default: the profile's first), by scenario."""
+    prof = profiles.get(profile)
+    datasets, seeds = list(datasets or prof.datasets), list(seeds or prof.seeds[:1])
+    scenarios = {"retraining": ""} | {f"last {h}": f":last={h}" for h in held_out}
+    if new_users:
+        scenarios["new users"] = f":users={new_users}"
+    return {name: [(Run("pretrain", d + suffix, s, prof.name, "sasrec", "duorec"),
+                    Run("finetune", d + suffix, s, prof.name, backbone="duorec")) for d in datasets for s in seeds]
+            for name, suffix in scenarios.items()}
+
+
+def dynamic_memory_all(profile: str, datasets=None, seeds=None, held_out=HELD_OUT, new_users=NEW_USERS) -> list[Run]:
+    return [run for pairs in dynamic_memory_runs(profile, datasets, seeds, held_out, new_users).values()
+            for pair in pairs for run in pair]
+
+
 def audit_runs(profile: str, datasets=None, seeds=None) -> dict[str, list[Run]]:
     """Notebook 13: on each comparison dataset, the untuned item-transition heuristic, and DuoRec and
     RaSeRec on it for every seed (loaded again: the truncated inputs and the hybrid evaluate them)."""
@@ -225,10 +249,11 @@ NOTEBOOK_RUNS = {"01_main_results": main_results_all, "02_pretraining": pretrain
                  "03_long_tail": long_tail_all, "04_memory_partitions": main_results_all,
                  "05_noise_robustness": noise_all, "06_comparison": comparison_all,
                  "07_backbones": backbone_all, "08_sensitivity": sensitivity_all,
-                 "09_ablation": ablation_all, "12_case_study": case_study_all,
+                 "09_ablation": ablation_all, "11_dynamic_memory": dynamic_memory_all,
+                 "12_case_study": case_study_all,
                  "13_audit": audit_all}
 
 
 # Notebooks that load trained models again (not only their ranks), and the stage whose weights they need.
-NEEDS_WEIGHTS = {"04_memory_partitions": "finetune", "05_noise_robustness": None, "12_case_study": "finetune",
-                 "13_audit": "finetune"}
+NEEDS_WEIGHTS = {"04_memory_partitions": "finetune", "05_noise_robustness": None, "11_dynamic_memory": "finetune",
+                 "12_case_study": "finetune", "13_audit": "finetune"}
