@@ -45,11 +45,25 @@ def test_a_claim_without_its_table_is_not_testable_yet_and_a_table_without_a_rul
     assert {v.verdict for v in verdicts} == {"not testable yet"}
     folder = tmp_path / "results" / "tables" / "full"
     folder.mkdir(parents=True)
-    pd.DataFrame({"dataset": ["Beauty"]}).to_csv(folder / "dynamic_memory.csv", index=False)
-    with pytest.raises(NotImplementedError, match="claim 'dynamic memory' exists but the report has no verdict rule"):
+    pd.DataFrame({"dataset": ["Beauty"]}).to_csv(folder / "efficiency_inference.csv", index=False)
+    with pytest.raises(NotImplementedError, match="claim 'efficiency' exists but the report has no verdict rule"):
         claims.verdicts(tmp_path)
 
 
 def test_the_readme_without_its_markers_is_refused_by_name():
     with pytest.raises(ValueError, match="lacks the claims markers"):
         document.with_claims("# a README\n", document.readme_block(paths.REPO_ROOT))
+
+
+def test_the_dynamic_memory_verdict_reads_the_update_against_no_update(tmp_path):
+    folder = tmp_path / "results" / "tables" / "full"
+    folder.mkdir(parents=True)
+    rows = []
+    for scenario, (none, update, p) in {"last 1": (0.040, 0.045, 0.001), "last 2": (0.040, 0.041, 0.3)}.items():
+        rows += [{"dataset": "Beauty", "scenario": scenario, "condition": "no update", "seeds": 1, "NDCG@10": none},
+                 {"dataset": "Beauty", "scenario": scenario, "condition": "bank update", "seeds": 1, "NDCG@10": update,
+                  "NDCG@10 recovered %": 50.0, "p NDCG@10 vs no update": p},
+                 {"dataset": "Beauty", "scenario": scenario, "condition": "retraining", "seeds": 1, "NDCG@10": 0.05}]
+    pd.DataFrame(rows).to_csv(folder / "dynamic_memory.csv", index=False)
+    verdict = claims.dynamic_memory(claims.Tables(tmp_path))
+    assert verdict.verdict == "partly" and verdict.evidence[0].startswith("the bank update beat no update significantly in 1 of 2")
