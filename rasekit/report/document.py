@@ -71,8 +71,33 @@ def _beyond(t: claims.Tables) -> str:
             lines += [f"- **{row}** ({meaning}), {r['dataset']}, {int(r['seeds'])} seed(s): NDCG@10 "
                       f"{formats.pct(r['NDCG@10 vs official %'])} against the official RaSeRec "
                       f"(p {formats.pvalue(r['p NDCG@10'])})" for _, r in rows.iterrows()]
-    lines += _case_study(t)
+    lines += _audit(t) + _case_study(t)
     return "\n".join(lines) if lines else "- not built yet"
+
+
+def _audit(t: claims.Tables) -> list[str]:
+    """The benchmark audit's answers, one line each, where its tables are built."""
+    lines, tuned = [], "heuristic, tuned + validation transitions"
+    heuristic, locality, hybrid = t("audit_heuristic"), t("audit_locality"), t("audit_hybrid")
+    if heuristic is not None:
+        rows = heuristic[heuristic["model"] == tuned]
+        lines.append("- **The heuristic tuned like the models** (`13_audit`; settings chosen on validation from a "
+                     "stated grid, validation transitions counted at test time), NDCG@10 against RaSeRec: "
+                     + "; ".join(f"{r['dataset']} {formats.pct(r['NDCG@10 vs RaSeRec %'])} "
+                                 f"(p {formats.pvalue(r['p (paired)'])})" for _, r in rows.iterrows())
+                     + f" (`{t.path('audit_heuristic')}`).")
+    if locality is not None:
+        lines.append("- **How local the benchmarks are**: test targets that followed the last input item in "
+                     "training: " + "; ".join(f"{r['dataset']} {r['share of targets following the last item %']:.1f}%"
+                                              for _, r in locality.iterrows())
+                     + f" (`{t.path('audit_locality')}`).")
+    if hybrid is not None:
+        rows = hybrid[hybrid["seeds of"] == "all seeds"]
+        lines.append("- **RaSeRec plus the tuned heuristic** (weight chosen on validation), NDCG@10 against "
+                     "RaSeRec: " + "; ".join(f"{r['dataset']} {formats.pct(r['hybrid vs RaSeRec %'])} "
+                                             f"(p {formats.pvalue(r['p (paired)'])})" for _, r in rows.iterrows())
+                     + f" (`{t.path('audit_hybrid')}`).")
+    return lines
 
 
 def _case_study(t: claims.Tables) -> list[str]:
