@@ -35,8 +35,8 @@ class TestVariant:
     nprobe: int | None = None
     partition: dict | None = None  # the train bank restricted as `memory.partitions.bank_filter` says
     noise: Noise | None = None     # noisy test inputs (and bank, if noise.bank == "noisy")
-    # test inputs cut to their last `truncate` items; the same-user filter then reads the cut length,
-    # so a user's own longer prefixes in the bank cannot bring the removed items back
+    # test inputs cut to their last `truncate` items; the same-user filter reads the cut length, so of the
+    # user's own memories only those shorter than the cut stay retrievable (its earliest prefixes)
     truncate: int | None = None
 
     def __post_init__(self):
