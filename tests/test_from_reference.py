@@ -162,4 +162,4 @@ def test_the_default_batch_runs_the_notebooks_of_the_papers_tables(tmp_kit, monk
     monkeypatch.setattr("papermill.execute_notebook", lambda source, *_, **__: seen.append(source.split("/")[-1]))
     runner.run_batch("default", out_root=tmp_kit["output"] / "x")
     assert seen == [f"{name}.ipynb" for name in profiles.PAPER_NOTEBOOKS]
-    assert "08_sensitivity, 09_ablation, 10_efficiency run when named" in capsys.readouterr().out
+    assert "08_sensitivity, 09_ablation, 10_efficiency, 11_dynamic_memory, 13_audit run when named" in capsys.readouterr().out

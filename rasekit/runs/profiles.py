@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 
 PROFILE_ORDER = ("smoke", "default", "full")
 ALL_DATASETS = ("Beauty", "Sports_and_Outdoors", "Toys_and_Games", "Yelp")
-# The notebooks of the paper's tables and figures. The others train dozens of stage-2 runs (08, 09) or
-# time this machine with banks of millions of memories (10), so the default profile runs them when named.
+# The notebooks of the paper's tables and figures. The others train dozens of runs (08, 09, 11), time this
+# machine with banks of millions of memories (10) or evaluate every seed of three datasets again (13), so
+# the default profile runs them when named.
 PAPER_NOTEBOOKS = ("00_datasets", "01_main_results", "02_pretraining", "03_long_tail", "04_memory_partitions",
                    "05_noise_robustness", "06_comparison", "07_backbones", "12_case_study", "99_report")
 
