@@ -44,8 +44,9 @@ def grid() -> list[TransitionSettings]:
 
 
 def _components(models: dict[bool, ItemTransition], seqs: np.ndarray, lengths: np.ndarray) -> dict:
-    """The parts every setting's score is a weighted sum of, for a batch: (normalise, i, h) -> the scores
-    reached in h hops from the i-th most recent item; "attributes" -> the attribute similarity."""
+    """The parts every setting's score is a weighted sum of, for a batch: (normalise, hop weights, i) ->
+    the hop-weighted scores reached from the i-th most recent item; "attributes" -> the attribute
+    similarity; "tie" -> the popularity tie-break. Contiguous, so each setting costs a few additions."""
     parts, n = {}, next(iter(models.values())).n
     max_recent = max(r for r, _ in GRID["recent"])
     max_hops = max(len(w) for w in GRID["hop_weights"])
@@ -54,27 +55,29 @@ def _components(models: dict[bool, ItemTransition], seqs: np.ndarray, lengths: n
             start = torch.zeros(len(seqs), n)
             rows = np.nonzero(lengths > i)[0]
             start[torch.as_tensor(rows), torch.as_tensor(seqs[rows, lengths[rows] - 1 - i])] = 1.0
-            frontier = start.t()
-            for h in range(max_hops):
+            frontier, hops = start.t(), []
+            for _ in range(max_hops):
                 frontier = torch.sparse.mm(model.transitions, frontier)
-                parts[(normalise, i, h)] = frontier.t()
+                hops.append(frontier.t().contiguous())
+            for weights in GRID["hop_weights"]:
+                parts[(normalise, weights, i)] = sum(w * hop for w, hop in zip(weights, hops))
     model = next(iter(models.values()))
-    last = torch.as_tensor(seqs[np.arange(len(seqs)), lengths - 1])
     if model.attributes is not None:
+        last = torch.as_tensor(seqs[np.arange(len(seqs)), lengths - 1])
         profile = torch.index_select(model.attributes, 0, last).to_dense()
-        parts["attributes"] = torch.sparse.mm(model.attributes, profile.t()).t()
-    parts["tie"] = model.tie_break.expand(len(seqs), -1)
+        parts["attributes"] = torch.sparse.mm(model.attributes, profile.t()).t().contiguous()
+    parts["tie"] = model.tie_break.expand(len(seqs), -1).contiguous()
     return parts
 
 
 def combine(parts: dict, c: TransitionSettings) -> torch.Tensor:
-    """The scores of setting `c` from `_components` (equal to `ItemTransition.scores` up to float sums)."""
+    """The scores of setting `c` (its hop weights one of `GRID`'s) from `_components`; equal to
+    `ItemTransition.scores` up to the order of float sums."""
     scores = parts["tie"].clone()
     for i in range(c.recent):
-        for h, weight in enumerate(c.hop_weights):
-            scores += (c.recent_decay ** i * weight) * parts[(c.normalise, i, h)]
+        scores.add_(parts[(c.normalise, tuple(c.hop_weights), i)], alpha=c.recent_decay ** i)
     if c.attribute_weight and "attributes" in parts:
-        scores += c.attribute_weight * parts["attributes"]
+        scores.add_(parts["attributes"], alpha=c.attribute_weight)
     return scores
 
 
