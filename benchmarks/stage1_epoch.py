@@ -1,18 +1,23 @@
 """Stage-1 (DuoRec us_x) on Beauty: whole real training epochs of the kit against a padded reference.
 
-    RASEKIT_DATA_DIR=... python benchmarks/stage1_epoch.py [--epochs 1] [--threads N] [--sides kit reference]
+    RASEKIT_DATA_DIR=... python benchmarks/stage1_epoch.py [--epochs 1] [--threads N] [--sides kit exact ...]
     RASEKIT_DATA_DIR=... python benchmarks/stage1_epoch.py --learn 3 [--max-batches 514]
 
 Timing mode runs each side in its own subprocess (so peak memory can be told apart) through the kit's own
 training loop (`rasekit.stages.loop.fit`, as `python -m rasekit pretrain` runs it): every batch of the epoch
 with its assembly and same-target sampling, validation on all users, the checkpoint. It prints the epoch
-time `fit` reports (the one `pretrain` prints), the ratio of the two sides, and a floor: the matrix
-products of one epoch (counted by the torch profiler) divided by the rate this machine's BLAS reaches on
-the same shapes, i.e. the epoch time if everything but the matrix products cost nothing.
+time `fit` reports (the one `pretrain` prints), the speed-up over the reference, a floor: the matrix
+products of one epoch (counted by the torch profiler) divided by the best rate this machine's BLAS reaches
+on the step's shapes, i.e. the epoch time if everything but the matrix products cost nothing, and each
+side's ratio to that floor. The machine's load average before and after is printed too: other processes
+on the cores make every time longer.
 
-* kit: `rasekit.models.objectives.DuoRec` on `rasekit.models.encoders.SASRec` (length groups, fused causal attention
-  when possible, last layer for one row, cheap dropout masks, one grouped pass over 3B sequences, fused
-  score cross-entropy);
+* kit: `rasekit.models.objectives.DuoRec` on `rasekit.models.encoders.SASRec` with the fast kernels
+  (training setting kernels="fast": the length groups as one token array, the cross-entropy over item
+  blocks, fused Adam);
+* exact: the same with the exact kernels (kernels="exact", those of every committed run: length groups
+  encoded one by one, fused causal attention when possible, last layer for one row, cheap dropout masks,
+  one grouped pass over 3B sequences, fused score cross-entropy);
 * reference: the straightforward way, as in the official code: every sequence padded to 50, attention
   written out with an additive -10000 mask, nn.Dropout, three separate encoder passes, F.cross_entropy
   over h E^T and the official InfoNCE construction (positives from the diagonals, negatives by a mask).
@@ -44,10 +49,11 @@ from rasekit.evaluate import metrics, target_ranks
 from rasekit.models.objectives import make_objective
 from rasekit.stages.pretraining import PretrainTask
 from rasekit.runs.provenance import device_name, git_commit
-from rasekit.stages.loop import TrainConfig, fit
+from rasekit.stages.loop import TrainConfig, fit, make_optimizer
 
 BATCH = 256
 LMD_SEM = 0.1
+KERNELS = {"kit": "fast", "exact": "exact", "reference": "exact"}
 
 
 def reference_info_nce(z_i: torch.Tensor, z_j: torch.Tensor) -> torch.Tensor:
@@ -76,9 +82,11 @@ def reference_loss(encoder, batch: dict) -> torch.Tensor:
 def build(side: str, n_items: int, seed: int):
     torch.manual_seed(seed)
     encoder = make_encoder("sasrec", n_items)
-    encoder.fast = side == "kit"
-    loss_fn = make_objective("duorec", contrast="us_x", lmd_sem=LMD_SEM) if side == "kit" else reference_loss
-    return encoder, loss_fn, torch.optim.Adam(encoder.parameters(), lr=1e-3)
+    encoder.fast = side != "reference"
+    encoder.kernels = KERNELS[side]
+    duorec = make_objective("duorec", contrast="us_x", lmd_sem=LMD_SEM)
+    loss_fn = reference_loss if side == "reference" else duorec
+    return encoder, loss_fn, make_optimizer(encoder, TrainConfig(kernels=KERNELS[side]))
 
 
 def epoch_batches(data, seed: int, epoch: int = 0):
@@ -115,19 +123,29 @@ class ReferenceObjective:
         return reference_loss(encoder, batch)
 
 
-def matmul_floor(task, threads: int, batches: int = 10) -> dict:
+GEMMS = ("aten::mm", "aten::addmm", "aten::bmm")
+
+
+def matmul_floor(task, kernels: str, batches: int = 10) -> dict:
     """The matrix-product FLOPs of an epoch of `task` (profiled over a few batches) and the best rate
-    this machine's BLAS reaches on the step's own shapes: the epoch time if nothing else cost time."""
+    this machine's BLAS reaches on the step's own shapes: the epoch time if nothing else cost time. The
+    same profile says where a step's time goes (self time per operator, profiler overhead included)."""
     rng = np.random.default_rng(0)
     order = rng.permutation(task.n_train)
-    optimizer = torch.optim.Adam(task.model.parameters(), lr=1e-3)
+    optimizer = make_optimizer(task.model, TrainConfig(kernels=kernels))
     task.model.train()
     with torch.profiler.profile(with_flops=True) as prof:
         for b in range(batches):
             optimizer.zero_grad(set_to_none=True)
             task.train_loss(order[b * BATCH:(b + 1) * BATCH], rng).backward()
             optimizer.step()
-    flops = sum(e.flops for e in prof.key_averages() if e.flops) / batches * -(-task.n_train // BATCH)
+    events = prof.key_averages()
+    flops = sum(e.flops for e in events if e.flops) / batches * -(-task.n_train // BATCH)
+    total = sum(e.self_cpu_time_total for e in events)
+    top = sorted(events, key=lambda e: -e.self_cpu_time_total)[:10]
+    profile = {"step_ms": total / batches / 1e3,
+               "gemm_share": sum(e.self_cpu_time_total for e in events if e.key in GEMMS) / total,
+               "top": [(e.key, e.self_cpu_time_total / total, e.count / batches) for e in top]}
     d, inner, n_items = 64, 256, task.model.n_items + 1
     shapes = {"scores h E^T": (BATCH, d, n_items), "feed-forward": (6144, d, inner), "grad of E": (n_items, BATCH, d)}
     rates = {}
@@ -140,7 +158,7 @@ def matmul_floor(task, threads: int, batches: int = 10) -> dict:
             a @ w
         rates[name] = 2 * m * k * n * reps / (time.perf_counter() - start) / 1e9
     best = max(rates.values())
-    return {"epoch_gflop": flops / 1e9, "gflops": rates, "floor_s": flops / 1e9 / best}
+    return {"epoch_gflop": flops / 1e9, "gflops": rates, "floor_s": flops / 1e9 / best, "profile": profile}
 
 
 def time_side(args) -> dict:
@@ -148,50 +166,73 @@ def time_side(args) -> dict:
     data = load("Beauty", download=False)
     torch.manual_seed(args.seed)
     encoder = make_encoder("sasrec", data.n_items)
-    encoder.fast = args.side == "kit"
-    objective = (make_objective("duorec", contrast="us_x", lmd_sem=LMD_SEM) if args.side == "kit"
-                 else ReferenceObjective())
+    encoder.fast = args.side != "reference"
+    objective = (ReferenceObjective() if args.side == "reference"
+                 else make_objective("duorec", contrast="us_x", lmd_sem=LMD_SEM))
     task = PretrainTask(encoder, objective, data, "cpu")
     rss_before, lines = max_rss_mb(), []
+    cpu = time.process_time()
     with tempfile.TemporaryDirectory() as run_dir:
-        fit(task, TrainConfig(epochs=args.epochs), Path(run_dir), {"side": args.side}, args.seed,
-            log=lines.append, name=args.side)
+        fit(task, TrainConfig(epochs=args.epochs, kernels=KERNELS[args.side]), Path(run_dir),
+            {"side": args.side}, args.seed, log=lines.append, name=args.side)
     epochs = [float(m.group(1)) for m in map(EPOCH_TIME.search, lines) if m]  # the printed epoch times
-    out = {"side": args.side, "epoch_s": epochs, "threads": torch.get_num_threads(),
+    out = {"side": args.side, "epoch_s": epochs, "cpu_s": (time.process_time() - cpu) / args.epochs,
+           "threads": torch.get_num_threads(),
            "rss_before_mb": rss_before, "peak_rss_mb": max_rss_mb(), "valid": lines[-1]}
-    if args.side == "kit":
-        out.update(matmul_floor(task, args.threads))
+    if args.floor:
+        out.update(matmul_floor(task, KERNELS[args.side]))
     return out
 
 
 EPOCH_TIME = re.compile(r"\((\d+\.\d) s, \d+ threads?\)")
 
 
-def run_side(side: str, args) -> dict:
+def run_side(side: str, args, floor: bool) -> dict:
     command = [sys.executable, __file__, "--side", side, "--epochs", str(args.epochs),
-               "--threads", str(args.threads), "--seed", str(args.seed)]
+               "--threads", str(args.threads), "--seed", str(args.seed)] + (["--floor"] if floor else [])
     env = {**os.environ, "RASEKIT_THREADS": str(args.threads)}
     out = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
+def load_average() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
 def compare_times(args) -> None:
     torch.set_num_threads(args.threads)  # for the device line
-    results = {side: run_side(side, args) for side in args.sides}
+    load_before = load_average()
+    measured = [side for side in args.sides if side != "reference"]  # one of these counts the floor
+    results = {side: run_side(side, args, floor=measured[:1] == [side]) for side in args.sides}
     print(f"DuoRec us_x on Beauty, batch {BATCH}: {args.epochs} whole training epoch(s) per side through "
           f"rasekit.stages.loop.fit (batches, sampling, validation, checkpoint), "
-          f"{device_name('cpu')}, torch {torch.__version__}, commit {git_commit()[:8]}")
+          f"{device_name('cpu')}, torch {torch.__version__}, commit {git_commit()[:8]}; load average "
+          f"(1, 5, 15 min) before {load_before}, after {load_average()}")
+    floor = next((r for r in results.values() if "floor_s" in r), None)
     for side, r in results.items():
-        print(f"  {side:9s}: {statistics.median(r['epoch_s']):7.1f} s/epoch (each: {r['epoch_s']}), "
-              f"peak RSS {r['peak_rss_mb']:6.0f} MB (after loading: {r['rss_before_mb']:.0f} MB)")
-    if len(results) == 2:
-        ratio = statistics.median(results["reference"]["epoch_s"]) / statistics.median(results["kit"]["epoch_s"])
-        print(f"  speed-up of a real epoch: {ratio:.2f}x")
-    kit = results.get("kit")
-    if kit:
-        rates = ", ".join(f"{k} {v:.0f}" for k, v in kit["gflops"].items())
-        print(f"  floor: {kit['epoch_gflop']:.0f} GFLOP of matrix products per training epoch at the best "
-              f"measured BLAS rate ({rates} GFLOP/s) = {kit['floor_s']:.1f} s, before anything else")
+        epoch = statistics.median(r["epoch_s"])
+        print(f"  {side:9s}: {epoch:7.1f} s/epoch (each: {r['epoch_s']})"
+              + (f", {epoch / floor['floor_s']:.2f}x the floor" if floor else "")
+              + f", CPU {r['cpu_s']:.1f} s per epoch with the test (all threads)"
+              + f", peak RSS {r['peak_rss_mb']:6.0f} MB (after loading: {r['rss_before_mb']:.0f} MB)")
+    if "reference" in results:
+        reference = statistics.median(results["reference"]["epoch_s"])
+        print("  speed-up of a real epoch over the reference: " + ", ".join(
+            f"{side} {reference / statistics.median(r['epoch_s']):.2f}x" for side, r in results.items()
+            if side != "reference"))
+    if floor:
+        rates = ", ".join(f"{k} {v:.0f}" for k, v in floor["gflops"].items())
+        print(f"  floor: {floor['epoch_gflop']:.0f} GFLOP of matrix products per training epoch at the best "
+              f"measured BLAS rate ({rates} GFLOP/s) = {floor['floor_s']:.1f} s, before anything else")
+        side = next(name for name, r in results.items() if r is floor)
+        profile = floor["profile"]
+        print(f"  profile of {side}'s step (torch profiler, 10 batches, self time with its overhead): "
+              f"{profile['step_ms']:.0f} ms per step, matrix products {profile['gemm_share']:.0%}; "
+              "by operator: "
+              + ", ".join(f"{name} {share:.1%} ({calls:.0f} calls)" for name, share, calls in profile["top"]))
 
 
 @torch.no_grad()
@@ -228,12 +269,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=1, help="whole real epochs timed per side")
-    parser.add_argument("--sides", nargs="+", choices=("kit", "reference"), default=["kit", "reference"])
+    parser.add_argument("--sides", nargs="+", choices=tuple(KERNELS), default=list(KERNELS))
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--learn", type=int, default=0, metavar="EPOCHS", help="train both and validate")
     parser.add_argument("--max-batches", type=int, default=0, help="--learn: batches per epoch (0 = all)")
-    parser.add_argument("--side", choices=("kit", "reference"), help=argparse.SUPPRESS)
+    parser.add_argument("--side", choices=tuple(KERNELS), help=argparse.SUPPRESS)
+    parser.add_argument("--floor", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.side:
         print(json.dumps(time_side(args)))

@@ -10,6 +10,8 @@ rather than round p. The masks are float {0, 1/(1-p)} so the products stay on ve
 """
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch.nn import functional as F
 
@@ -29,12 +31,25 @@ def keep_mask(shape: torch.Size | tuple, p: float, like: torch.Tensor,
     n = 1
     for size in shape:
         n *= size
-    words = torch.empty((n + 7) // 8, dtype=torch.int64, device=like.device)
-    words.random_(-2 ** 63, None, generator=generator)  # full 64-bit range: every byte is uniform
-    byte = words.view(torch.uint8)[:n].view(shape)
+    return keep_from_bytes(random_bytes([n], like.device, generator)[0][:n].view(shape), p, like.dtype)
+
+
+def random_bytes(sizes: list[int], device,
+                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, list[int]]:
+    """Uniform random bytes for blocks of `sizes` from one draw, which consumes the generator exactly as
+    one `keep_mask` per size in turn would: (all the bytes, where each block starts). Each block starts
+    on a 64-bit word."""
+    words = [(n + 7) // 8 for n in sizes]
+    drawn = torch.empty(sum(words), dtype=torch.int64, device=device)
+    drawn.random_(-2 ** 63, None, generator=generator)  # full 64-bit range: every byte is uniform
+    return drawn.view(torch.uint8), [8 * start for start in itertools.accumulate([0] + words[:-1])]
+
+
+def keep_from_bytes(byte: torch.Tensor, p: float, dtype: torch.dtype) -> torch.Tensor:
+    """Float keep mask from uniform bytes: 1/(1-p) where byte < 256 * (1 - p), else 0."""
     # threshold - byte is >= 1 when kept and <= 0 when dropped; float ops avoid slow bool tensors
     keep = torch.sub(_BYTE_LEVELS * (1.0 - p), byte).clamp_(0.0, 1.0)  # uint8 -> float in the same op
-    return keep.to(like.dtype).mul_(1.0 / (1.0 - p))
+    return keep.to(dtype).mul_(1.0 / (1.0 - p))
 
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -52,4 +67,9 @@ def dropout_add(residual: torch.Tensor, x: torch.Tensor, p: float, training: boo
         return residual + x
     if not has_fast_mask(p):
         return residual + F.dropout(x, p, True)
-    return torch.addcmul(residual, x, keep_mask(x.shape, p, x))
+    return add_kept(residual, x, keep_mask(x.shape, p, x))
+
+
+def add_kept(residual: torch.Tensor, x: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+    """residual + x * keep in one kernel (addcmul); residual + x when there is no mask."""
+    return residual + x if keep is None else torch.addcmul(residual, x, keep)

@@ -17,6 +17,12 @@ padding never reaches a real position. The Transformer also uses fused causal at
 dropout is off, cheap dropout masks (rasekit.models.dropout), and computes its last layer for the one output row.
 ``fast = False`` is the reference computation (padded to the full width, attention written out with an
 additive -10000 mask, nn.Dropout); in eval mode both give the same outputs.
+
+Kernels (``kernels``, a training setting): "exact", the length groups encoded one by one as above, is what
+every committed run was trained with. With "fast", SASRec's `forward` lays the same groups out as one
+token array (rasekit.models.tokens), so that each position-wise layer runs once per batch instead of once
+per group: the same values from the same random draws, only weight gradients sum their terms in another
+order. (`all_positions`, used to build stage 2's memory bank, keeps the exact kernels.)
 """
 from __future__ import annotations
 
@@ -29,14 +35,19 @@ from torch.nn import functional as F
 
 from rasekit import settings
 from rasekit.models.dropout import dropout as fast_dropout
-from rasekit.models.dropout import dropout_add
+from rasekit.models.dropout import add_kept, dropout_add, has_fast_mask
 from rasekit.models.layers import FeedForward
+from rasekit.models.tokens import GroupedMasks, NoDropout, TokenLayout
 
 # Rounding widths to a multiple of 4 rather than 8 pads less (Beauty's median prefix has 4 items) and was
 # about 5% faster per DuoRec step here; a group's fixed cost (tens of small kernels) is about the work of
 # 512 padded positions (256..1024 measured the same within noise).
 GROUP_MULTIPLE = 4
 GROUP_OVERHEAD = 512
+# "exact": each length group encoded on its own (the kernels of every committed run); "fast": SASRec's
+# length groups laid out as one token array (rasekit.models.tokens), the same values but for the order
+# of float sums.
+KERNELS = ("exact", "fast")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -112,6 +123,7 @@ class SequenceEncoder(nn.Module):
         self.mask_id = n_items + 1 if mask_token else None
         self.n_rows = n_items + 1 + int(mask_token)
         self.fast = True
+        self.kernels = "exact"
         self.group_multiple, self.group_overhead = GROUP_MULTIPLE, GROUP_OVERHEAD
 
     def item_weights(self) -> torch.Tensor:
@@ -194,36 +206,91 @@ class SelfAttention(nn.Module):
         context = (self.attn_dropout(scores.softmax(-1)) @ v).transpose(1, 2).flatten(2)
         return self.layer_norm(x + self.dropout(self.out(context)))
 
+    def _drop_probabilities(self):
+        """The exact kernels' attention dropout: drawn when applied (None when there is none)."""
+        p = self.attn_dropout.p if self.training else 0.0
+        return None if p == 0.0 else lambda probs: fast_dropout(probs, p, True)
+
+    @staticmethod
+    def _causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, drop) -> torch.Tensor:
+        """Every position attends to itself and the ones before; `drop` acts on the probabilities."""
+        if drop is None:
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        # dropout acts on the probabilities, which the fused kernel does not expose
+        width = q.shape[-2]
+        future = torch.ones(width, width, dtype=torch.bool, device=q.device).triu(1)
+        scores = (q @ k.transpose(-1, -2)).masked_fill(future, float("-inf"))
+        return drop((scores / math.sqrt(q.shape[-1])).softmax(-1)) @ v
+
+    @staticmethod
+    def _last_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, last: torch.Tensor, drop):
+        """One query per sequence [B, heads, 1, dh], attending to positions 0..last -> [B, d]."""
+        future = torch.arange(k.shape[-2], device=k.device) > last[:, None]          # [B, W]
+        scores = (q @ k.transpose(-1, -2)).masked_fill(future[:, None, None, :], float("-inf"))
+        probs = (scores / math.sqrt(q.shape[-1])).softmax(-1)
+        return (probs if drop is None else drop(probs)) @ v
+
+    def _project_last(self, x: torch.Tensor, x_last: torch.Tensor):
+        """Queries [B, heads, 1, dh] of the output rows only; keys and values [.., d] of every position."""
+        d = x.shape[-1]
+        q = F.linear(x_last, self.qkv.weight[:d], self.qkv.bias[:d]).unflatten(-1, (self.n_heads, 1, -1))
+        return q, F.linear(x, self.qkv.weight[d:], self.qkv.bias[d:])
+
     def forward_causal(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = (self._heads(t) for t in self.qkv(x).chunk(3, dim=-1))
-        p = self.attn_dropout.p if self.training else 0.0
-        if p == 0.0:
-            context = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        else:  # dropout acts on the probabilities, which the fused kernel does not expose
-            width = x.shape[1]
-            future = torch.ones(width, width, dtype=torch.bool, device=x.device).triu(1)
-            scores = (q @ k.transpose(-1, -2)).masked_fill(future, float("-inf"))
-            context = fast_dropout((scores / math.sqrt(q.shape[-1])).softmax(-1), p, True) @ v
+        context = self._causal_attention(q, k, v, self._drop_probabilities())
         return self._residual(x, context.transpose(1, 2).flatten(2))
 
     def forward_last(self, x: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
         """[B, W, d] -> [B, d], the output at position `last` only: keys and values are needed at every
         position, but the query and everything after attention only for the one row that is used."""
-        d = x.shape[-1]
         x_last = x[torch.arange(x.shape[0], device=x.device), last]
-        q = F.linear(x_last, self.qkv.weight[:d], self.qkv.bias[:d]).unflatten(-1, (self.n_heads, 1, -1))
-        k, v = (self._heads(t) for t in F.linear(x, self.qkv.weight[d:], self.qkv.bias[d:]).chunk(2, -1))
-        future = torch.arange(x.shape[1], device=x.device) > last[:, None]          # [B, W]
-        scores = (q @ k.transpose(-1, -2)).masked_fill(future[:, None, None, :], float("-inf"))
-        probs = (scores / math.sqrt(q.shape[-1])).softmax(-1)
-        probs = fast_dropout(probs, self.attn_dropout.p, self.training)
-        return self._residual(x_last, (probs @ v).flatten(1))
+        q, kv = self._project_last(x, x_last)
+        k, v = (self._heads(t) for t in kv.chunk(2, -1))
+        context = self._last_attention(q, k, v, last, self._drop_probabilities())
+        return self._residual(x_last, context.flatten(1))
+
+    def forward_tokens(self, x: torch.Tensor, layout: TokenLayout, masks: GroupedMasks,
+                       layer: int) -> torch.Tensor:
+        """forward_causal on a token array [T, d]: one projection for all groups, attention per group."""
+        contexts = []
+        for g, qkv in enumerate(layout.views(self.qkv(x))):
+            q, k, v = (self._heads(t) for t in qkv.chunk(3, dim=-1))
+            drop = _kept_probabilities(masks, layer, g, (*q.shape[:-1], q.shape[-2]))
+            contexts.append(self._causal_attention(q, k, v, drop).transpose(1, 2).reshape(-1, x.shape[-1]))
+        keep = masks.positionwise("residual", layer)
+        return self.layer_norm(add_kept(x, self.out(torch.cat(contexts)), keep))
+
+    def forward_tokens_last(self, x: torch.Tensor, layout: TokenLayout, masks: GroupedMasks,
+                            layer: int) -> torch.Tensor:
+        """forward_last on a token array: [T, d] -> [B, d] in layout order."""
+        x_last = x[layout.last()]
+        q, kv = self._project_last(x, x_last)
+        parts = zip(layout.rows(q), layout.views(kv), layout.rows(layout.lengths - 1))
+        contexts = []
+        for g, (q_g, kv_g, last) in enumerate(parts):
+            k, v = (self._heads(t) for t in kv_g.chunk(2, -1))
+            drop = _kept_probabilities(masks, layer, g, (*q_g.shape[:-1], k.shape[-2]))
+            contexts.append(self._last_attention(q_g, k, v, last, drop).flatten(1))
+        keep = masks.positionwise("residual", layer)
+        return self.layer_norm(add_kept(x_last, self.out(torch.cat(contexts)), keep))
+
+
+def _kept_probabilities(masks: GroupedMasks, layer: int, group: int, shape):
+    """Attention dropout with a mask drawn beforehand (None when there is none)."""
+    keep = masks.attention(layer, group, shape)
+    return None if keep is None else keep.mul
 
 
 def feed_forward_fast(ff: FeedForward, x: torch.Tensor) -> torch.Tensor:
     """FeedForward's computation with the cheap dropout fused into the residual add."""
     y = ff.dense_2(F.gelu(ff.dense_1(x)))
     return ff.layer_norm(dropout_add(x, y, ff.dropout.p, ff.training))
+
+
+def feed_forward_kept(ff: FeedForward, x: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+    """The same with a dropout mask drawn beforehand (None: no dropout)."""
+    return ff.layer_norm(add_kept(x, ff.dense_2(F.gelu(ff.dense_1(x))), keep))
 
 
 class TransformerLayer(nn.Module):
@@ -243,6 +310,13 @@ class TransformerLayer(nn.Module):
 
     def forward_last(self, x: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
         return feed_forward_fast(self.feed_forward, self.attention.forward_last(x, last))
+
+    def forward_tokens(self, x: torch.Tensor, layout: TokenLayout, masks: GroupedMasks, layer: int,
+                       last: bool = False) -> torch.Tensor:
+        """On a token array [T, d]: every token, or (`last`) each sequence's last one, [B, d]."""
+        attend = self.attention.forward_tokens_last if last else self.attention.forward_tokens
+        x = attend(x, layout, masks, layer)
+        return feed_forward_kept(self.feed_forward, x, masks.positionwise("feed_forward", layer))
 
 
 class SASRec(SequenceEncoder):
@@ -298,6 +372,35 @@ class SASRec(SequenceEncoder):
         for layer in self.layers[:-1]:
             x = layer.forward_causal(x)
         return self.layers[-1].forward_last(x, lengths - 1)
+
+    def forward(self, seqs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        if self.fast and self.kernels == "fast" and self._cheap_masks():
+            return self._forward_tokens(seqs, lengths)
+        return super().forward(seqs, lengths)
+
+    def _dropout_rates(self) -> tuple[float, float]:
+        """(hidden, attention) dropout probabilities."""
+        return self.dropout.p, self.layers[0].attention.attn_dropout.p
+
+    def _cheap_masks(self) -> bool:
+        """Whether every dropout draws the cheap masks (or none), which the token layout draws ahead."""
+        return not self.training or all(p == 0 or has_fast_mask(p) for p in self._dropout_rates())
+
+    def _forward_tokens(self, seqs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """`forward` with the length groups laid out as one token array (kernels="fast")."""
+        layout = TokenLayout(length_groups(lengths, seqs.shape[1], self.group_multiple, self.group_overhead),
+                             lengths)
+        masks = NoDropout()
+        if self.training:
+            masks = GroupedMasks(layout, len(self.layers), self.layers[0].attention.n_heads, self.hidden_size,
+                                 *self._dropout_rates(), self.item_embedding.weight.dtype, seqs.device)
+        items = self.item_embedding(layout.tokens(seqs))
+        x = self.layer_norm(items + self.position_embedding(layout.positions(seqs.device)))
+        keep = masks.positionwise("input", -1)
+        x = x if keep is None else x * keep
+        for i, layer in enumerate(self.layers):
+            x = layer.forward_tokens(x, layout, masks, i, last=i == len(self.layers) - 1)
+        return layout.restore(x)
 
 
 def attention_mask(seqs: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ from tqdm import tqdm  # text bars: a saved notebook reopens without widget erro
 from rasekit import settings
 from rasekit.evaluate import NonFiniteScoresError, metrics, target_ranks
 from rasekit.files import atomic
+from rasekit.models.encoders import KERNELS
 
 
 class Task(Protocol):
@@ -63,6 +64,9 @@ class TrainConfig:
     # Official rule (RecBole's metric_decimal_place: 4): validation scores are rounded to this many
     # decimals before epochs are compared, so a gain in the 5th decimal is no gain. None: exact values.
     valid_decimals: int | None = 4
+    # "exact": the kernels of every committed run; "fast": the same computation with fewer, larger
+    # kernels, equal but for the order of float sums (`rasekit.models.encoders.KERNELS`)
+    kernels: str = "exact"
 
     def __post_init__(self):
         settings.integer("epochs", self.epochs, 1, 100_000)
@@ -74,6 +78,7 @@ class TrainConfig:
         settings.integer("eval_chunk", self.eval_chunk, 1)
         if self.valid_decimals is not None:
             settings.integer("valid_decimals", self.valid_decimals, 0, 15)
+        settings.choice("kernels", self.kernels, KERNELS)
 
     @classmethod
     def of(cls, given: dict | None, defaults: dict | None = None) -> "TrainConfig":
@@ -166,10 +171,10 @@ def evaluate_part(task: Task, part: str, chunk: int) -> np.ndarray:
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Adam:
-    """Adam over the trainable parameters; under the fast kernels (`rasekit.models.encoders.KERNELS`) one
-    fused kernel updates them all (the same update but for float rounding)."""
+    """Adam over the trainable parameters; under the fast kernels one fused kernel updates them all (the
+    same update but for float rounding)."""
     params = [p for p in model.parameters() if p.requires_grad]
-    fused = getattr(model, "kernels", "exact") == "fast" or None  # None: torch's default
+    fused = config.kernels == "fast" or None  # None: torch's default
     return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
 
 
@@ -267,6 +272,8 @@ def fit(task: Task, config: TrainConfig, run_dir: Path, meta: dict, seed: int, l
     run_dir = Path(run_dir)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
+    if hasattr(task.model, "kernels"):  # an encoder computes with the run's kernels
+        task.model.kernels = config.kernels
     optimizer = make_optimizer(task.model, config)
     state = {"epoch": -1, "best_epoch": -1, "best_score": -np.inf, "stale": 0, "history": [],
              "train_seconds": 0.0, "valid_decimals": config.valid_decimals}
