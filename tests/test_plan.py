@@ -89,6 +89,17 @@ def test_estimates_prefer_runs_recorded_on_this_machines_processor():
     assert plan.estimate(duorec, records, here="NVIDIA H200") == 8000.0  # none here: all of them
 
 
+def test_estimates_prefer_runs_trained_with_the_same_kernels():
+    exact = recorded_duorec(8000.0, "cpu: AMD EPYC, 1 threads")
+    fast = recorded_duorec(7000.0, "cpu: AMD EPYC, 1 threads", train={"kernels": "fast"})
+    assert (exact.kernels, fast.kernels) == ("exact", "fast")
+    duorec = spec.Run("pretrain", "Beauty", 4, "full")
+    quick = spec.Run("pretrain", "Beauty", 4, "full", train=(("kernels", "fast"),))
+    assert plan.estimate(duorec, [exact, fast]) == 8000.0
+    assert plan.estimate(quick, [exact, fast]) == 7000.0
+    assert plan.estimate(quick, [exact]) == 8000.0  # none alike in kernels: the others
+
+
 def test_workers_share_the_cores():
     assert executors.threads_per_worker(1, cores=2) == 2
     assert executors.threads_per_worker(2, cores=2) == 1

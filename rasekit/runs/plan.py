@@ -107,8 +107,10 @@ def estimate(run: Run, records: list[Record], here: str | None = None) -> float 
     else the same model and profile on another dataset, scaled by the size of the data; else the same
     stage and profile, scaled likewise. None when nothing alike was ever recorded. Among the alike, those
     recorded on the processor `here` (this machine's, see `provenance.processor`) are used if any: the same run
-    takes twice as long on one of the project's CPUs as on another."""
+    takes twice as long on one of the project's CPUs as on another. Runs trained with the same kernels
+    (`TrainConfig.kernels`) are preferred likewise: the fast ones take less time."""
     source = sources.resolve(run.dataset)
+    kernels = dict(run.train).get("kernels", "exact")
     size = source.size()
 
     def scaled(rec: Record):
@@ -123,6 +125,7 @@ def estimate(run: Run, records: list[Record], here: str | None = None) -> float 
         found = [(r, v) for r in records if trains_alike(r.profile, run.profile) and alike(r)
                  for v in [scaled(r)] if v]
         if found:
+            found = [(r, v) for r, v in found if r.kernels == kernels] or found
             mine = [v for r, v in found if processor(r.provenance.get("device") or "") == here]
             values = sorted(mine or [v for _, v in found])
             return values[len(values) // 2]  # the median

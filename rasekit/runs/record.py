@@ -44,6 +44,7 @@ class Record:
     metrics: dict
     provenance: dict
     adopted: bool = False     # taken from the reference, not trained here
+    kernels: str = "exact"    # what trained it (`rasekit.stages.loop.TrainConfig.kernels`)
 
     @classmethod
     def of(cls, raw: dict) -> "Record":
@@ -51,7 +52,8 @@ class Record:
         config = raw.get("config") or {}
         return cls(key=raw["key"], stage=raw.get("stage") or config.get("stage", ""), dataset=raw["dataset"],
                    seed=raw["seed"], profile=raw["profile"], name=raw["model"], model=ModelId.of_config(config),
-                   metrics=raw["metrics"], provenance=raw["provenance"], adopted=bool(raw.get("adopted")))
+                   metrics=raw["metrics"], provenance=raw["provenance"], adopted=bool(raw.get("adopted")),
+                   kernels=(config.get("train") or {}).get("kernels", "exact"))
 
     @property
     def threads(self) -> int:
