@@ -43,14 +43,21 @@ def target_ranks(score_fn: ScoreFn, targets: np.ndarray, chunk: int = 1024,
             bad = index[~finite.cpu().numpy()]
             raise NonFiniteScoresError(f"{len(bad)} of {len(index)} instances in rows {index[0]}.."
                                        f"{index[-1]} have NaN or infinite scores (first: instance {bad[0]})")
-        tgt = torch.as_tensor(targets[index], device=scores.device).unsqueeze(1)
-        target_score = scores.gather(1, tgt)
-        if history is not None:
-            scores = scores.scatter(1, torch.as_tensor(history[index], device=scores.device), float("-inf"))
-        scores[:, 0] = float("-inf")
-        scores.scatter_(1, tgt, float("-inf"))  # count the other items only; the target is never masked
-        ranks[index] = 1 + (scores >= target_score).sum(1).cpu().numpy()
+        ranks[index] = rank_targets(scores, targets[index], None if history is None else history[index])
     return ranks
+
+
+def rank_targets(scores: torch.Tensor, targets: np.ndarray, history: np.ndarray | None = None) -> np.ndarray:
+    """The rule of `target_ranks` on one block of scores [b, n_items + 1] (changed in place): 1 + the
+    number of other items scoring at least the target's; the padding id and, with `history`, the items
+    seen are not counted; ties count against the target."""
+    tgt = torch.as_tensor(targets, device=scores.device).unsqueeze(1)
+    target_score = scores.gather(1, tgt)
+    if history is not None:
+        scores = scores.scatter(1, torch.as_tensor(history, device=scores.device), float("-inf"))
+    scores[:, 0] = float("-inf")
+    scores.scatter_(1, tgt, float("-inf"))  # count the other items only; the target is never masked
+    return 1 + (scores >= target_score).sum(1).cpu().numpy()
 
 
 def metrics(ranks: np.ndarray, ks=KS) -> dict[str, float]:

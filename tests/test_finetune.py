@@ -110,18 +110,17 @@ def test_seeded_ram_and_bank_partition(data):
     assert (part.bank.tags == "valid").sum() == len(data.valid)  # validation memories are not filtered
 
 
-def test_inspection_lists_memories_and_attention(data):
-    from rasekit.analysis.inspection import inspect, query_summary
-    task = make_task(data, index="exact", beta=0.5)
-    frame, weights = inspect(task, "test", 3)
-    found = task.retrieved["test"]
-    assert len(frame) == found.mask[3].sum() and frame["rank"].tolist() == list(range(1, len(frame) + 1))
-    assert set(weights) == {"1a", "1b", "2a", "2b"} and weights["1a"].shape == (2, task.k)
-    assert np.allclose(frame[["attn_1a_h0", "attn_1a_h1"]].sum(), 1.0, atol=1e-5)  # masked slots get 0
-    row = frame.iloc[0]
-    assert len(row["prefix"]) == row["length"] and row["target"] == task.bank.targets[row["memory"]]
-    summary = query_summary(task, "test", 3)
-    assert summary["target"] == data.test.targets[3] and summary["rank_with_retrieval"] >= 1
+def test_explain_lists_both_channels_memories_and_attention(data):
+    from rasekit import RaSeRec
+    model = RaSeRec(make_task(data, index="exact", beta=0.5))  # beta < 1: channel 2 is used too
+    test = data.test
+    seq, user = test.seqs[3, :test.lengths[3]].tolist(), int(test.users[3])
+    explained = model.explain(seq, user=user)
+    blocks = ["attention_1a", "attention_1b", "attention_2a", "attention_2b"]
+    assert 1 <= len(explained) <= model.task.k and set(blocks) <= set(explained)
+    assert np.allclose(explained[blocks].sum(), 1.0, atol=1e-5)  # masked slots get none
+    before, after = model.target_rank(seq, int(test.targets[3]), user=user)
+    assert before >= 1 and after >= 1
 
 
 def test_frozen_item_cross_entropy_equals_cross_entropy():

@@ -15,7 +15,6 @@ functions measure it on the kit's datasets rather than assume it."""
 from __future__ import annotations
 
 import itertools
-from dataclasses import replace
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -24,7 +23,7 @@ import torch
 
 from rasekit.analysis import stats
 from rasekit.analysis.stats import paired_permutation_test
-from rasekit.evaluate import metrics, per_user
+from rasekit.evaluate import metrics, per_user, rank_targets
 from rasekit.models.baselines import ItemTransition, TransitionSettings, transition_matrix
 
 # The tuning grid, stated once: 2 x 3 x 7 x 3 = 126 settings, each scored on the validation part.
@@ -81,19 +80,13 @@ def combine(parts: dict, c: TransitionSettings) -> torch.Tensor:
     return scores
 
 
-def _rank(scores: torch.Tensor, targets: np.ndarray) -> np.ndarray:
-    """1-based ranks of `targets` as `rasekit.evaluate` counts them (ties against the target, no padding)."""
-    tgt = torch.as_tensor(targets).unsqueeze(1)
-    target_score = scores.gather(1, tgt)
-    above = (scores[:, 1:] >= target_score).sum(1) - 1  # the target itself is counted once
-    return 1 + above.numpy()
-
-
 def tune(data, attributes, settings: list[TransitionSettings] | None = None, chunk: int = 256) -> pd.DataFrame:
     """The validation metrics of every setting (default: `grid()`), best first. Reads the training
     transitions and the validation part only: `data.test` is never touched."""
     settings = settings or grid()
-    models = {n: ItemTransition(data, attributes, replace(settings[0], normalise=n, attribute_weight=1.0))
+    # `_components` reads only a model's transitions (raw or normalised), attributes (built when their
+    # weight is not 0) and tie-break; the settings' weights are applied in `combine`.
+    models = {n: ItemTransition(data, attributes, TransitionSettings(normalise=n, attribute_weight=1.0))
               for n in sorted({c.normalise for c in settings})}
     valid = data.valid
     ranks = np.empty((len(settings), len(valid)), dtype=np.int64)
@@ -101,7 +94,7 @@ def tune(data, attributes, settings: list[TransitionSettings] | None = None, chu
         rows = np.arange(lo, min(lo + chunk, len(valid)))
         parts = _components(models, valid.seqs[rows], valid.lengths[rows])
         for s, c in enumerate(settings):
-            ranks[s, rows] = _rank(combine(parts, c), valid.targets[rows])
+            ranks[s, rows] = rank_targets(combine(parts, c), valid.targets[rows])
     table = pd.DataFrame([{**_described(c), **{f"valid {m}": v for m, v in metrics(r, (5, 10)).items()
                                                if not m.startswith("MRR")}} for c, r in zip(settings, ranks)])
     return table.sort_values(f"valid {TUNED_BY}", ascending=False, kind="stable").reset_index(drop=True)
@@ -211,7 +204,7 @@ def _hybrid_ranks(tasks: list, heuristic: ItemTransition, part: str, weights, ch
         for t, task in enumerate(tasks):
             own = task.scores(part, rows).float().cpu()
             for w, weight in enumerate(weights):
-                ranks[t, w, rows] = _rank(own + weight * extra, inst.targets[rows])
+                ranks[t, w, rows] = rank_targets(own + weight * extra, inst.targets[rows])
     return ranks
 
 

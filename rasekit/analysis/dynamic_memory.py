@@ -45,8 +45,7 @@ def update_bank(task, instances: Instances) -> None:
     if not len(instances):
         return
     keys, = encode_instances(task.encoder, [instances], task.batch_size, task.device)
-    task.bank.add(keys, task.items.cpu()[instances.targets], instances, "update", retrain=task.ram.retrain_for_test)
-    task._sync_bank()
+    task.grow(keys, instances, "update")
 
 
 @torch.no_grad()

@@ -4,7 +4,7 @@ keeps full precision; these rules only shape what is shown, chosen by the column
 - a relative difference or a share in percent ("... %", "gap (pp)"): one decimal;
 - a ratio in [0, 1] ("recall@K", "ratio", "share ..."): shown as a percentage with one decimal;
 - a p-value ("p ...", "... p vs ..."): two significant digits;
-- a spread ("... std") over a single seed: "–", since one seed has no spread;
+- a spread ("... std"): as the column it spreads; over a single seed "–", since one seed has no spread;
 - an identifier (user, item, instance, seed): the number as it is;
 - a column whose values are all whole numbers (counts, epochs): an integer with thousands separators;
 - anything else: the table's own format (four decimals for ranking metrics)."""
@@ -56,6 +56,12 @@ def _whole(values: pd.Series) -> bool:
     return bool(numbers) and all(v.is_integer() for v in numbers)
 
 
+def _measured(table: pd.DataFrame, spread: str) -> str:
+    """The column whose spread `spread` is: "gap std" -> "gap (pp)", "NDCG@10 std" -> "NDCG@10"."""
+    base = spread[:-len(" std")]
+    return next((str(c) for c in table.columns if str(c) == base or str(c).startswith(base + " (")), base)
+
+
 def formatter(table: pd.DataFrame, column, float_format: str) -> Callable[[object], str]:
     """The function that shows one cell of `column` (NaN: "–", not applicable to this row)."""
     name, what = str(column), kind(column)
@@ -65,8 +71,8 @@ def formatter(table: pd.DataFrame, column, float_format: str) -> Callable[[objec
         shown = lambda v: f"{100 * v:.1f}%"  # noqa: E731
     elif what == "p":
         shown = pvalue
-    elif what == "spread" and "gap" in name:
-        shown = "{:.1f}".format  # the spread of a gap in percentage points
+    elif what == "spread" and kind(_measured(table, name)) == "percent":
+        shown = "{:.1f}".format  # a spread reads like what it spreads
     elif what == "identifier":
         shown = lambda v: str(int(v)) if float(v).is_integer() else str(v)  # noqa: E731
     elif what == "plain" and "@" not in name and _whole(table[column]):

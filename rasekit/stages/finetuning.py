@@ -181,13 +181,19 @@ class RaSeRecTask:
         if self.test_ready:
             return
         valid = self.data.valid
-        with self._timed("grow"):
-            self.bank.add(self.queries["valid"].cpu(), self.items.cpu()[valid.targets], valid, "valid",
-                          retrain=self.ram.retrain_for_test)
-            self._sync_bank()
+        self.grow(self.queries["valid"].cpu(), valid, "valid")
         with self._timed("retrieve_test"):
             self._precompute("test")
         self.test_ready = True
+
+    def grow(self, keys: torch.Tensor, instances: Instances, tag: str) -> None:
+        """Enter `instances` into the bank as new memories: `keys` their representations by the frozen
+        encoder, the values their targets' item embeddings (no weight changes). The IVF index is
+        retrained as at test time (`RamConfig.retrain_for_test`). Retrieval already precomputed is kept."""
+        with self._timed("grow"):
+            self.bank.add(keys, self.items.cpu()[instances.targets], instances, tag,
+                          retrain=self.ram.retrain_for_test)
+            self._sync_bank()
 
     def memories(self, part: str, index: np.ndarray):
         """Precomputed neighbours of instances `index`: keys [B, K, d], values [B, K, d], mask [B, K]."""
