@@ -67,3 +67,18 @@ def test_the_dynamic_memory_verdict_reads_the_update_against_no_update(tmp_path)
     pd.DataFrame(rows).to_csv(folder / "dynamic_memory.csv", index=False)
     verdict = claims.dynamic_memory(claims.Tables(tmp_path))
     assert verdict.verdict == "partly" and verdict.evidence[0].startswith("the bank update beat no update significantly in 1 of 2")
+
+
+def test_a_sweep_with_only_its_official_point_is_said_untrained_and_never_counts_as_robust(tmp_path):
+    folder = tmp_path / "results" / "tables" / "full"
+    folder.mkdir(parents=True)
+    row = {"dataset": "Beauty", "parameter": "k", "official": False, "seeds": 3, "NDCG@10 vs official %": -1.0,
+           "p NDCG@10": 0.3}
+    table = pd.DataFrame([{**row, "value": 20, "official": True, "NDCG@10 vs official %": 0.0},
+                          {**row, "value": 10}, {**row, "value": 40, "seeds": 1},
+                          {**row, "parameter": "alpha", "value": 0.5, "official": True}])
+    table.to_csv(folder / "sensitivity.csv", index=False)
+    found = claims.sensitivity(claims.Tables(tmp_path))
+    assert found.evidence[0] == "Beauty, k (1 to 3 seeds): NDCG@10 against the official value 10.0: -1.0%, 40.0: -1.0%"
+    assert found.evidence[1] == "Beauty, alpha: no point besides the official value is trained yet"
+    assert found.verdict == "partly"  # held on k; fewer than three seeds on one point
