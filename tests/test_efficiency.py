@@ -40,6 +40,16 @@ def test_the_estimate_scales_memory_linearly_and_search_time_by_the_fitted_power
     assert row["search ms/query (per shard)"] == pytest.approx(10.0 * 100)  # 1e6 memories per shard
 
 
+def test_the_search_time_exponent_is_fitted_to_every_size_and_never_below_0():
+    curve = pd.DataFrame({"index": ["x"] * 3 + ["y"] * 2, "memories": [10, 100, 1_000, 10, 100],
+                          "index MB": [1.0, 10.0, 100.0, 1.0, 10.0],
+                          "search ms/query": [1.0, 4.0, 100.0, 2.0, 1.0]})  # y: faster when larger (noise)
+    out = efficiency.at_scale(curve, sizes=(10_000,), machine_gb=1e6).set_index("index")
+    assert out.loc["x", "search-time exponent"] == pytest.approx(1.0)  # log-log least squares over 3 sizes
+    assert out.loc["y", "search-time exponent"] == 0.0
+    assert out.loc["y", "search ms/query (per shard)"] == pytest.approx(1.0)  # the largest size's time
+
+
 def test_training_cost_is_per_epoch_from_the_records():
     rec = lambda seed, epochs, seconds: {"dataset": "D", "model": "M", "seed": seed, "epochs_run": epochs,  # noqa: E731
                                          "provenance": {"device": "cpu: X, 1 threads", "train_seconds": seconds}}

@@ -41,3 +41,12 @@ def test_the_csv_keeps_full_precision_and_markdown_and_latex_the_shown_digits(tm
     md, tex = (folder / "t.md").read_text(), (folder / "t.tex").read_text()
     assert "| Beauty | 3 | 22,363 | 0.0874 | 0.0012 | 3.3 | 0.0001 |" in md
     assert "68.5\\%" in tex and "0.087412345" not in tex
+
+
+def test_a_measurement_in_a_unit_has_four_significant_digits_and_separators_from_a_thousand():
+    table = pd.DataFrame({"build s": [0.008446, 8.4987], "users/s (batch 256)": [14984.69, 9962.1],
+                          "index MB": [39.3667, 2560.0], "epochs run": [33.6667, 47.0],
+                          "valid at run's best": [0.040431, 0.1]})  # "'s" is no unit: a metric
+    cells = formats.shown(table)
+    assert list(cells.iloc[0]) == ["0.008446", "14,985", "39.37", "33.67", "0.0404"]
+    assert list(cells.iloc[1]) == ["8.499", "9,962", "2,560", "47", "0.1000"]

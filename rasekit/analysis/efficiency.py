@@ -173,15 +173,18 @@ def scale_curve(real: np.ndarray, sizes, queries: int = 1000, k: int = 20, seed:
 
 def at_scale(curve: pd.DataFrame, sizes=(10**8, 10**9), machine_gb: float = 64.0) -> pd.DataFrame:
     """An estimate for banks of `sizes`: each index's memory and search time extrapolated from the
-    measured curve (a power law fitted to its two largest sizes; none from a single size), and the shards
-    of `machine_gb` GB (half of it for the index) it would need; search time per shard, the shards
-    searched in parallel."""
+    measured curve, and the shards of `machine_gb` GB (half of it for the index) it would need; search
+    time per shard, the shards searched in parallel. Memory per memory is the largest size's; search time
+    follows a power law fitted (least squares, log-log) to every size measured. A search never gets
+    cheaper as the bank grows, so a fitted exponent below 0 (the machine's noise over few sizes) is taken
+    as 0, and that estimate is a lower bound. None from a single size."""
     rows = []
     for name, part in curve.groupby("index", sort=False):
-        part = part.sort_values("memories").tail(2)
+        part = part.sort_values("memories")
         n, mb, ms = (part[c].to_numpy(float) for c in ("memories", "index MB", "search ms/query"))
         bytes_per = mb[-1] * MB / n[-1]
-        slope = math.log(ms[1] / ms[0]) / math.log(n[1] / n[0]) if len(n) == 2 and ms[0] > 0 else math.nan
+        slope = max(0.0, float(np.polyfit(np.log(n), np.log(ms), 1)[0])) if len(n) > 1 and (ms > 0).all() \
+            else math.nan
         for size in sizes:
             shards = max(1, math.ceil(size * bytes_per / (machine_gb / 2 * 1e9)))
             rows.append({"index": name, "memories": size, "memory GB": size * bytes_per / 1e9,

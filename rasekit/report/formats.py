@@ -7,9 +7,12 @@ keeps full precision; these rules only shape what is shown, chosen by the column
 - a spread ("... std"): as the column it spreads; over a single seed "–", since one seed has no spread;
 - an identifier (user, item, instance, seed): the number as it is;
 - a column whose values are all whole numbers (counts, epochs): an integer with thousands separators;
+- a measurement in a unit (" s", " ms", "MB", "GB", ".../s", epochs, an exponent): four significant
+  digits, and from 1,000 up a whole number with thousands separators;
 - anything else: the table's own format (four decimals for ranking metrics)."""
 from __future__ import annotations
 
+import re
 from typing import Callable
 
 import numpy as np
@@ -18,6 +21,7 @@ import pandas as pd
 NOT_APPLICABLE = "–"
 RATIOS = ("recall@K", "ratio")
 IDENTIFIERS = ("instance", "user", "memory", "target", "item", "seed")  # numbers that name, never counted
+MEASURES = re.compile(r"(^| )(s|ms|MB|GB)( |/|$)|/s\b|epoch|exponent")  # a unit in a column's name
 FINE_PERCENTS = ("sparsity",)  # every dataset here is above 99.9% sparse: two decimals tell them apart
 
 
@@ -32,7 +36,7 @@ def pvalue(value: float) -> str:
 
 
 def kind(column) -> str:
-    """What the values of `column` are: p, identifier, spread, percent, ratio or plain."""
+    """What the values of `column` are: p, identifier, spread, percent, ratio, measure or plain."""
     name = str(column)
     if name.startswith("p ") or name == "p" or " p vs " in name:
         return "p"
@@ -44,6 +48,8 @@ def kind(column) -> str:
         return "percent"
     if name in RATIOS or name.startswith("share"):
         return "ratio"
+    if MEASURES.search(name) and "@" not in name:
+        return "measure"
     return "plain"
 
 
@@ -75,7 +81,9 @@ def formatter(table: pd.DataFrame, column, float_format: str) -> Callable[[objec
         shown = "{:.1f}".format  # a spread reads like what it spreads
     elif what == "identifier":
         shown = lambda v: str(int(v)) if float(v).is_integer() else str(v)  # noqa: E731
-    elif what == "plain" and "@" not in name and _whole(table[column]):
+    elif what == "measure" and not _whole(table[column]):
+        shown = lambda v: f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}"  # noqa: E731
+    elif what in ("plain", "measure") and "@" not in name and _whole(table[column]):
         shown = "{:,.0f}".format  # counts, epochs, seeds (floats only where a row has none)
     else:
         shown = float_format.__mod__
