@@ -40,14 +40,25 @@ def test_every_number_in_a_verdict_moves_with_its_table(tmp_path):
     assert before.evidence != after.evidence and "-3.3%" in after.evidence[0]
 
 
-def test_a_claim_without_its_table_is_not_testable_yet_and_a_table_without_a_rule_is_refused(tmp_path):
+def test_a_claim_without_its_table_is_not_testable_yet(tmp_path):
     verdicts = claims.verdicts(tmp_path)  # no tables at all
     assert {v.verdict for v in verdicts} == {"not testable yet"}
+
+
+def test_retrieval_is_modest_where_stage_2_trains_faster_than_stage_1_and_keeps_half_the_throughput(tmp_path):
     folder = tmp_path / "results" / "tables" / "full"
     folder.mkdir(parents=True)
-    pd.DataFrame({"dataset": ["Beauty"]}).to_csv(folder / "efficiency_inference.csv", index=False)
-    with pytest.raises(NotImplementedError, match="claim 'efficiency' exists but the report has no verdict rule"):
-        claims.verdicts(tmp_path)
+    device = "cpu: X, 1 threads"
+    inference = pd.DataFrame({"path": ["backbone alone", "with retrieval"] * 2, "dataset": ["A", "A", "B", "B"],
+                              "latency ms (1 user)": [1.0, 2.0, 1.0, 3.0], "device": device,
+                              "users/s (batch 256)": [1000.0, 600.0, 1000.0, 400.0]})
+    training = pd.DataFrame({"dataset": ["A", "A", "B", "B"], "model": ["DuoRec", "RaSeRec(DuoRec)"] * 2,
+                             "device": device, "seeds": 3, "train s": [1000.0, 300.0, 1000.0, 200.0]})
+    inference.to_csv(folder / "efficiency_inference.csv", index=False)
+    training.to_csv(folder / "efficiency_training.csv", index=False)
+    found = claims.efficiency(claims.Tables(tmp_path))
+    assert found.verdict == "partly"  # B keeps only 40% of the throughput
+    assert "(60%)" in found.evidence[0] and "stage 2 trained in 30% of its backbone's stage-1 time" in found.evidence[0]
 
 
 def test_the_readme_without_its_markers_is_refused_by_name():

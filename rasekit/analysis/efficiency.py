@@ -3,6 +3,7 @@ without retrieval measured here, and the memory bank at scale (build, search, me
 exact search) with an estimate for banks far beyond what one laptop holds."""
 from __future__ import annotations
 
+import itertools
 import math
 import resource
 import time
@@ -196,17 +197,20 @@ def at_scale(curve: pd.DataFrame, sizes=(10**8, 10**9), machine_gb: float = 64.0
 
 def scale_figure(curve: pd.DataFrame):
     """Build time, index memory, search time and recall@K against the bank's size, one line per index
-    (log-log but for recall)."""
+    (a colour each) and dataset (a line style each; log-log but for recall)."""
     import matplotlib.pyplot as plt
 
     panels = (("build s", "build (s)", "log"), ("index MB", "index (MB)", "log"),
               ("search ms/query", "search (ms per query)", "log"), ("recall@K", "recall@K vs exact", "linear"))
-    fig, axes = plt.subplots(1, len(panels), figsize=(13, 3.0))
+    colours = {name: f"C{i}" for i, name in enumerate(curve["index"].unique())}
+    styles = dict(zip(curve["dataset"].unique(), itertools.cycle(("o-", "s--", "^:", "d-."))))
+    fig, axes = plt.subplots(1, len(panels), figsize=(13, 3.6))
     for ax, (column, label, yscale) in zip(axes, panels):
-        for name, part in curve.groupby("index", sort=False):
-            ax.plot(part["memories"], part[column], "o-", label=name)
+        for (name, dataset), part in curve.groupby(["index", "dataset"], sort=False):
+            part = part.sort_values("memories")
+            ax.plot(part["memories"], part[column], styles[dataset], color=colours[name], label=f"{name}, {dataset}")
         ax.set(xscale="log", yscale=yscale, xlabel="memories in the bank", title=label)
-    axes[0].legend(fontsize=7)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=7, frameon=False)
     fig.suptitle(f"The bank at scale ({curve['device'].iloc[0]}, {curve['threads'].iloc[0]} FAISS threads)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
     return fig

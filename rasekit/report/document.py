@@ -71,7 +71,7 @@ def _beyond(t: claims.Tables) -> str:
             lines += [f"- **{row}** ({meaning}), {r['dataset']}, {int(r['seeds'])} seed(s): NDCG@10 "
                       f"{formats.pct(r['NDCG@10 vs official %'])} against the official RaSeRec "
                       f"(p {formats.pvalue(r['p NDCG@10'])})" for _, r in rows.iterrows()]
-    lines += _audit(t) + _case_study(t)
+    lines += _audit(t) + _case_study(t) + _bank_at_scale(t)
     return "\n".join(lines) if lines else "- not built yet"
 
 
@@ -111,6 +111,26 @@ def _case_study(t: claims.Tables) -> list[str]:
     return [f"- **Case study** (`12_case_study`, {', '.join(users['dataset'].unique())}, users chosen by a "
             f"seeded rule): users with at least one retrieved memory whose target is their own true next "
             f"item, by group: " + "; ".join(told) + f" (`{t.path('case_study_users')}`)."]
+
+
+def _bank_at_scale(t: claims.Tables) -> list[str]:
+    """Search at the largest bank measured, per index, and the estimate for a billion memories."""
+    curve, estimate = t("efficiency_scale"), t("efficiency_estimate")
+    if curve is None or estimate is None:
+        return []
+    dataset = curve["dataset"].iloc[0]
+    curve, estimate = curve[curve["dataset"] == dataset], estimate[estimate["dataset"] == dataset]
+    measured = [f"{r['index']} {r['search ms/query']:.3g} ms per query at {int(r['memories']):,} memories "
+                f"(recall@K {r['recall@K']:.1%})" for _, r in curve.loc[curve.groupby("index", sort=False)
+                                                                        ["memories"].idxmax()].iterrows()]
+    shards = [c for c in estimate.columns if c.startswith("shards of")][0]
+    billion = [f"{r['index']} {r['memory GB']:,.0f} GB on {int(r[shards])} machines of "
+               f"{shards[len('shards of '):]}, {r['search ms/query (per shard)']:.3g} ms per query"
+               for _, r in estimate[estimate["memories"] == estimate["memories"].max()].iterrows()]
+    return [f"- **The bank at scale** (`10_efficiency`, {dataset}, {curve['device'].iloc[0]}): "
+            + "; ".join(measured) + f". Estimated for {int(estimate['memories'].max()):,} memories (arithmetic "
+            "on the measured curve, not a measurement): " + "; ".join(billion)
+            + f" (`{t.path('efficiency_scale')}`, `{t.path('efficiency_estimate')}`)."]
 
 
 def _hardware(records: list[Record]) -> str:
