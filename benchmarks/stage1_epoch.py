@@ -44,7 +44,7 @@ import torch
 from torch.nn import functional as F
 
 from rasekit.data import load
-from rasekit.models.encoders import make_encoder
+from rasekit.models.backbones import make_encoder
 from rasekit.evaluate import metrics, target_ranks
 from rasekit.models.objectives import make_objective
 from rasekit.stages.pretraining import PretrainTask

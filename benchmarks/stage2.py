@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from rasekit.data import load
-from rasekit.models.encoders import KERNELS, make_encoder
+from rasekit.models.backbones import make_encoder
+from rasekit.models.encoders import KERNELS
 from rasekit.settings import RamConfig
 from rasekit.stages.finetuning import RaSeRecTask
 from rasekit.memory.bank import MemoryBank

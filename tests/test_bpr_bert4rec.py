@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from rasekit.models.encoders import BERT4Rec, make_encoder
+from rasekit.models.backbones import BERT4Rec, make_encoder
 from rasekit.models.objectives import BPR, Cloze, make_objective, sample_negatives
 from rasekit.settings import SettingsError
 

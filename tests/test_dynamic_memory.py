@@ -9,7 +9,7 @@ import torch
 from rasekit.analysis import dynamic_memory
 from rasekit.data import sources
 from rasekit.data.held_out import HeldOut
-from rasekit.models.encoders import make_encoder
+from rasekit.models.backbones import make_encoder
 from rasekit.runs.keys import run_key
 from rasekit.settings import RamConfig, SettingsError
 from rasekit.stages.finetuning import RaSeRecTask

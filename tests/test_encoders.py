@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from rasekit.models.dropout import dropout, dropout_add, has_fast_mask, keep_mask
-from rasekit.models.encoders import SASRec, length_groups, make_encoder
+from rasekit.models.backbones import make_encoder
+from rasekit.models.encoders import SASRec, length_groups
 
 N_ITEMS = 40
 WIDTH = 12

@@ -14,7 +14,7 @@ from rasekit.files import paths
 from rasekit import settings
 from rasekit.cli import main
 from rasekit.data import DataFormatError, load_file
-from rasekit.models.encoders import make_encoder
+from rasekit.models.backbones import make_encoder
 from rasekit.evaluate import NonFiniteScoresError, metrics, target_ranks
 from rasekit.stages.loop import CheckpointError, DivergedError, TrainConfig, fit, save_atomic
 

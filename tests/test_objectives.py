@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from rasekit.models.encoders import make_encoder
+from rasekit.models.backbones import make_encoder
 from rasekit.models.objectives import (CL4SRec, DuoRec, info_nce, item_crop, item_mask, item_reorder, make_objective, recommendation_loss)
 
 N_ITEMS = 30

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from rasekit.models import objectives
-from rasekit.models.encoders import make_encoder
+from rasekit.models.backbones import make_encoder
 from rasekit.models.objectives import make_objective, recommendation_loss
 from rasekit.runs.provenance import device_name, processor
 from rasekit.settings import SettingsError

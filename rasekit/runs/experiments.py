@@ -85,7 +85,7 @@ def pretrain_config(dataset: str, encoder: str, objective: str, seed: int, profi
 
 
 def build_encoder(config: dict, n_items: int):
-    from rasekit.models.encoders import make_encoder
+    from rasekit.models.backbones import make_encoder
     return make_encoder(config["encoder"], n_items, **config["encoder_params"])
 
 
@@ -103,7 +103,7 @@ def pretrain(dataset: str = "Beauty", encoder: str = "sasrec", objective: str = 
     from rasekit.models.objectives import make_objective
     from rasekit.stages.pretraining import PretrainTask
 
-    from rasekit.models.encoders import ENCODERS
+    from rasekit.models.backbones import ENCODERS
     from rasekit.models.objectives import OBJECTIVES
 
     prof = profiles.get(profile)

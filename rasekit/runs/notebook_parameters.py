@@ -107,7 +107,7 @@ def _seeds(name: str, value) -> list:
 
 
 def _models(name: str, value) -> list:
-    from rasekit.models.encoders import ENCODERS
+    from rasekit.models.backbones import ENCODERS
     from rasekit.models.objectives import OBJECTIVES
 
     def fits(pair):
