@@ -281,15 +281,19 @@ def _kept_probabilities(masks: GroupedMasks, layer: int, group: int, shape):
     return None if keep is None else keep.mul
 
 
+def _position_wise(ff: FeedForward, x: torch.Tensor) -> torch.Tensor:
+    """FeedForward's two dense layers with GELU between, before dropout and the residual."""
+    return ff.dense_2(F.gelu(ff.dense_1(x)))
+
+
 def feed_forward_fast(ff: FeedForward, x: torch.Tensor) -> torch.Tensor:
     """FeedForward's computation with the cheap dropout fused into the residual add."""
-    y = ff.dense_2(F.gelu(ff.dense_1(x)))
-    return ff.layer_norm(dropout_add(x, y, ff.dropout.p, ff.training))
+    return ff.layer_norm(dropout_add(x, _position_wise(ff, x), ff.dropout.p, ff.training))
 
 
 def feed_forward_kept(ff: FeedForward, x: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
     """The same with a dropout mask drawn beforehand (None: no dropout)."""
-    return ff.layer_norm(add_kept(x, ff.dense_2(F.gelu(ff.dense_1(x))), keep))
+    return ff.layer_norm(add_kept(x, _position_wise(ff, x), keep))
 
 
 class TransformerLayer(nn.Module):

@@ -260,9 +260,10 @@ def efficiency(table: pd.DataFrame, t: Tables):
 
 def _stage2_share(training: pd.DataFrame | None, dataset: str) -> tuple[float, str] | None:
     """Stage 2's training seconds over its backbone's stage 1, on the device with the most seeds of both."""
+    if training is None:
+        return None
     best = None
-    rows = training[training["dataset"] == dataset] if training is not None else []
-    for device, d in (rows.groupby("device", sort=False) if len(rows) else []):
+    for device, d in training[training["dataset"] == dataset].groupby("device", sort=False):
         d = d.set_index("model")
         if {"DuoRec", "RaSeRec(DuoRec)"} <= set(d.index):
             seeds = int(d.loc[["DuoRec", "RaSeRec(DuoRec)"], "seeds"].min())
