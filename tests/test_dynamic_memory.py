@@ -1,5 +1,6 @@
 """The dynamic-memory study: older data never holds a held-out interaction, left-out users are gone from
-it, and a bank update adds exactly the memories the older bank lacks."""
+it, a bank update adds exactly the memories the older bank lacks, and the full-data tests of a run
+trained on older data are test-time variants that give what a direct computation gives."""
 from collections import Counter
 
 import numpy as np
@@ -7,12 +8,16 @@ import pytest
 import torch
 
 from rasekit.analysis import dynamic_memory
+from rasekit.runs import experiments, ledger, loading, profiles, store, variants
 from rasekit.data import sources
 from rasekit.data.held_out import HeldOut
 from rasekit.models.backbones import make_encoder
 from rasekit.runs.keys import run_key
 from rasekit.settings import RamConfig, SettingsError
+from rasekit.stages import bank_update
 from rasekit.stages.finetuning import RaSeRecTask
+
+from .test_experiments import tiny  # noqa: F401  (fixture: a 300-user, 1-epoch smoke profile)
 
 
 @pytest.fixture(scope="module")
@@ -62,12 +67,45 @@ def test_a_bank_update_adds_exactly_the_memories_the_older_bank_lacks(full):
     task = RaSeRecTask(make_encoder("sasrec", older.n_items), older, RamConfig(k=5, index="exact"))
     task.before_test()
     before = len(task.bank)
-    new = dynamic_memory.new_instances(full, older)
-    dynamic_memory.update_bank(task, new)
+    new = bank_update.new_instances(full, older)
+    bank_update.update_bank(task, new)
     assert len(task.bank) == before + len(new) == before + 2 * len(np.unique(older.test.users))
     everything = Counter()
     for part in (full.train, full.valid):
         everything += Counter(zip(part.users.tolist(), part.targets.tolist(), part.lengths.tolist()))
     assert _memories(task.bank) == everything  # the updated bank holds what the full data's test bank holds
-    ranks = dynamic_memory.test_ranks(task, full)
+    ranks = bank_update.test_ranks(task, full)
     assert ranks.shape == (len(full.test),) and ranks.min() >= 1
+
+
+def test_full_data_variants_equal_a_direct_computation_and_are_refused_where_they_mean_nothing(tiny, monkeypatch):  # noqa: F811
+    monkeypatch.setattr(store, "KEEP_WEIGHTS", (tiny,))
+    monkeypatch.setenv("RASEKIT_THREADS", "1")
+    quiet = lambda *_: None  # noqa: E731
+    raserec = experiments.finetune("Beauty:last=1", "duorec", seed=1, profile=tiny, ram={"index": "exact"}, log=quiet)
+    duorec = ledger.get(raserec["config"]["backbone_key"])
+    full = experiments.load_data("Beauty", profiles.get(tiny))
+    plain = variants.evaluate(raserec, variants.TestVariant(full_data=True), log=quiet)
+    updated = variants.evaluate(raserec, variants.TestVariant(full_data=True, bank_update=True), log=quiet)
+    alone = variants.evaluate(duorec, variants.TestVariant(full_data=True), log=quiet)
+
+    task = loading.stage2_task(*loading.locate(raserec["key"]))  # the same, computed directly
+    assert np.array_equal(experiments.ranks(alone), bank_update.backbone_ranks(task.encoder, full))
+    assert np.array_equal(experiments.ranks(plain), bank_update.test_ranks(task, full))
+    new = bank_update.new_instances(full, task.data)
+    assert updated["bank_size"] == plain["bank_size"] + len(new) > plain["bank_size"]
+    bank_update.update_bank(task, new)
+    assert np.array_equal(experiments.ranks(updated), bank_update.test_ranks(task, full))
+    assert len(experiments.ranks(plain)) == len(full.test)
+
+    trained_on_everything = experiments.finetune("Beauty", "duorec", seed=1, profile=tiny, ram={"index": "exact"}, log=quiet)
+    with pytest.raises(SettingsError, match="trained on the full Beauty"):
+        variants.evaluate(trained_on_everything, variants.TestVariant(full_data=True), log=quiet)
+    with pytest.raises(SettingsError, match="change retrieval"):
+        variants.evaluate(duorec, variants.TestVariant(full_data=True, bank_update=True), log=quiet)
+    with pytest.raises(SettingsError, match="needs full_data=True"):
+        variants.TestVariant(bank_update=True)
+    with pytest.raises(SettingsError, match="full_data=False is not allowed"):
+        variants.TestVariant(full_data=False)
+    with pytest.raises(SettingsError, match="takes no other change"):
+        variants.TestVariant(full_data=True, k=5)

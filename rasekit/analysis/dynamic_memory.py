@@ -8,67 +8,20 @@ newer interactions are read as input; no weight ever changes), under:
   encoder, then the same test;
 - **retraining**: the official runs, trained on everything (the full data's test-time bank);
 - **the backbone alone**: the older data's DuoRec, with the same newer inputs.
-The share of retraining's gain that the update recovers is (update - no update) / (retraining - no
-update), per metric."""
+The first three are test-time variants of the older runs (`rasekit.stages.bank_update` computes them),
+so their ranks are recorded in the ledger and the tables rebuild without the weights. The share of
+retraining's gain that the update recovers is (update - no update) / (retraining - no update), per
+metric."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import torch
-
 from rasekit.analysis.stats import paired_permutation_test
-from rasekit.data.protocol import Instances, SplitData
-from rasekit.evaluate import per_user, target_ranks
-from rasekit.memory.bank import Retrieved, encode_instances
+from rasekit.data.protocol import SplitData
+from rasekit.evaluate import per_user
+from rasekit.runs import experiments, variants
 
 CONDITIONS = ("backbone alone", "no update", "bank update", "retraining")
-
-
-def _joined(parts: list[Instances]) -> Instances:
-    return Instances(*(np.concatenate([getattr(p, f) for p in parts])
-                       for f in ("seqs", "lengths", "targets", "users", "steps")))
-
-
-def new_instances(full: SplitData, older: SplitData) -> Instances:
-    """The full data's training and validation instances (prefix -> next item) whose (user, target
-    position) the older data's bank does not hold: what a bank update adds."""
-    width = int(max(full.train.steps.max(), full.valid.steps.max())) + 1
-    held = _joined([older.train, older.valid])
-    pool = _joined([full.train, full.valid])
-    fresh = ~np.isin(pool.users * width + pool.steps, held.users * width + held.steps)
-    return pool.subset(np.flatnonzero(fresh))
-
-
-def update_bank(task, instances: Instances) -> None:
-    """Enter `instances` into `task`'s test-time bank as new memories (keys from the frozen encoder,
-    values the targets' item embeddings), as the test-time bank grows by the validation pairs."""
-    if not len(instances):
-        return
-    keys, = encode_instances(task.encoder, [instances], task.batch_size, task.device)
-    task.grow(keys, instances, "update")
-
-
-@torch.no_grad()
-def test_ranks(task, full: SplitData, chunk: int = 1024) -> np.ndarray:
-    """Ranks of the full data's test targets by RaSeRec `task` (trained on older data), its bank as it
-    is now, reading the full inputs."""
-    test = full.test
-    h, = encode_instances(task.encoder, [test], task.batch_size, task.device)
-    found = task.search(h, test.users, test.lengths, stream=3)
-
-    def scores(index: np.ndarray) -> torch.Tensor:
-        part = Retrieved(found.ids[index], found.sims[index], found.mask[index])
-        return task.augment(h[torch.as_tensor(index)], part) @ task.items.T
-    return target_ranks(scores, test.targets, chunk)
-
-
-@torch.no_grad()
-def backbone_ranks(encoder, full: SplitData, chunk: int = 1024) -> np.ndarray:
-    """Ranks of the full data's test targets by a stage-1 encoder alone, reading the full inputs."""
-    test = full.test
-    h, = encode_instances(encoder, [test], 1024)
-    items = encoder.item_weights().detach().float().cpu()
-    return target_ranks(lambda index: h[torch.as_tensor(index)] @ items.T, test.targets, chunk)
 
 
 def table(ranks: dict[str, list[np.ndarray]], members: np.ndarray | None = None,
@@ -99,22 +52,19 @@ def new_user_members(full: SplitData, older: SplitData) -> np.ndarray:
     return ~np.isin(full.test.users, np.concatenate([older.train.users, older.valid.users, older.test.users]))
 
 
-def scenario(older: list[dict], official: list[dict], full: SplitData, new_users: bool = False) -> pd.DataFrame:
-    """`table` of one scenario: the older data's RaSeRec runs (one per seed, with their weights) tested
-    with no update, with the bank update and as the backbone alone, beside the official runs of the same
-    seeds (retraining); on the left-out users only when `new_users`."""
-    from rasekit.runs import experiments, loading
-
+def scenario(older: list[tuple[dict, dict]], official: list[dict], members: np.ndarray | None = None,
+             log=print) -> pd.DataFrame:
+    """`table` of one scenario: per seed, the older data's (DuoRec, RaSeRec) ledger records tested on the
+    full data as test-time variants (reused when recorded, else evaluated from their weights), beside
+    the official RaSeRec of the same seed (retraining); on the test users in `members` (default: all)."""
+    full_test = variants.TestVariant(full_data=True)
+    updated = variants.TestVariant(full_data=True, bank_update=True)
     ranks = {c: [] for c in CONDITIONS}
-    members = None
-    for run, again in zip(older, official):
-        task = loading.stage2_task(*loading.locate(run["key"]))
-        ranks["backbone alone"].append(backbone_ranks(task.encoder, full))
-        ranks["no update"].append(test_ranks(task, full))
-        update_bank(task, new_instances(full, task.data))
-        ranks["bank update"].append(test_ranks(task, full))
+    for (duorec, raserec), again in zip(older, official):
+        ranks["backbone alone"].append(experiments.ranks(variants.evaluate(duorec, full_test, log=log)))
+        ranks["no update"].append(experiments.ranks(variants.evaluate(raserec, full_test, log=log)))
+        ranks["bank update"].append(experiments.ranks(variants.evaluate(raserec, updated, log=log)))
         ranks["retraining"].append(experiments.ranks(again))
-        members = new_user_members(full, task.data) if new_users else None
     return table(ranks, members)
 
 

@@ -22,6 +22,7 @@ from rasekit.runs.keys import run_key
 from rasekit.runs.provenance import git_commit, record as provenance
 from rasekit.runs import threads
 from rasekit.stages.pretraining import PretrainTask
+from rasekit.stages import bank_update
 from rasekit.stages.loop import evaluate_part
 
 SCHEMA = 1  # bump when the meaning of a field changes, so old variant records are not reused
@@ -38,6 +39,10 @@ class TestVariant:
     # test inputs cut to their last `truncate` items; the same-user filter reads the cut length, so of the
     # user's own memories only those shorter than the cut stay retrievable (its earliest prefixes)
     truncate: int | None = None
+    # a run trained on older data ("Beauty:last=2") tested on the full data's test items and inputs; with
+    # bank_update, the memories its bank lacks enter it first (`stages.bank_update`, notebook 11)
+    full_data: bool | None = None
+    bank_update: bool | None = None
 
     def __post_init__(self):
         if self.k is not None:
@@ -49,6 +54,13 @@ class TestVariant:
         partitions.check(self.partition)
         if self.truncate is not None:
             settings.integer("truncate", self.truncate, 1)
+        for name in ("full_data", "bank_update"):  # True or None only: False would key the same test apart
+            if getattr(self, name) not in (None, True):
+                raise SettingsError(f"{name}={getattr(self, name)!r} is not allowed: True or None")
+        if self.bank_update and not self.full_data:
+            raise SettingsError("bank_update=True needs full_data=True: the update is of the newer data")
+        if self.full_data and set(self.changes()) - {"full_data", "bank_update"}:
+            raise SettingsError(f"full_data=True takes no other change; got {sorted(self.changes())}")
 
         if self.noise is not None and not isinstance(self.noise, Noise):
             raise SettingsError(f"noise={self.noise!r} is not allowed: expected a rasekit.data.noise.Noise")
@@ -58,7 +70,7 @@ class TestVariant:
 
     def retrieval_changes(self) -> dict:
         """The changes that only a stage-2 run has (retrieval and its bank)."""
-        return {k: v for k, v in self.changes().items() if k not in ("noise", "truncate")}
+        return {k: v for k, v in self.changes().items() if k not in ("noise", "truncate", "full_data")}
 
 
 def _key(parent: dict, variant: TestVariant) -> tuple[dict, str]:
@@ -87,6 +99,9 @@ def evaluate(parent: dict, variant: TestVariant, device=None, log=print) -> dict
     if stage == "pretrain" and variant.retrieval_changes():
         raise SettingsError(f"{sorted(variant.retrieval_changes())} change retrieval, which the stage-1 "
                             f"run {parent['model']} ({parent['key']}) does not have; only noise and truncation apply")
+    if variant.full_data and not sources.of_config(parent["config"]).held_out.config:
+        raise SettingsError(f"full_data=True tests a run trained on older data (\"Beauty:last=2\"); "
+                            f"{parent['model']} ({parent['key']}) was trained on the full {parent['dataset']}")
     config, key = _key(parent, variant)
     cached = ledger.get(key)
     if cached:
@@ -108,7 +123,7 @@ def evaluate(parent: dict, variant: TestVariant, device=None, log=print) -> dict
     with threads.limited() as count:  # the cores other runs leave free, as a training run takes them
         task = trained_task(parent, variant, data, device) if stage == "finetune" else \
             PretrainTask(experiments.load_pretrained(parent, device), None, data, device)
-        ranks = evaluate_part(task, "test", chunk=1024)
+        ranks = _test_ranks(task, parent, variant, data)
         name = parent["model"] + " @test " + ", ".join(f"{k}={_short(v)}" for k, v in sorted(variant.changes().items()))
         log(f"evaluated {name} in {time.perf_counter() - start:.1f} s ({count} thread{'s' if count > 1 else ''})")
         prov = provenance([sources.of_config(parent["config"])], device=device, commit=commit,
@@ -123,6 +138,18 @@ def evaluate(parent: dict, variant: TestVariant, device=None, log=print) -> dict
     return rec
 
 
+def _test_ranks(task, parent: dict, variant: TestVariant, data):
+    """The test ranks of the task: of its own data, or of the full data (with the bank update)."""
+    if not variant.full_data:
+        return evaluate_part(task, "test", chunk=1024)
+    full = experiments.load_data(sources.of_config(parent["config"]).base, profiles.get(parent["profile"]))
+    if parent["stage"] == "pretrain":
+        return bank_update.backbone_ranks(task.model, full)
+    if variant.bank_update:
+        bank_update.update_bank(task, bank_update.new_instances(full, data))
+    return bank_update.test_ranks(task, full)
+
+
 def _short(value) -> str:
     """A variant's value for its name: a noise setting as its fields."""
     if isinstance(value, dict):
@@ -135,5 +162,5 @@ def trained_task(parent: dict, variant: TestVariant, data, device):
     test-time bank ready."""
     changes = variant.retrieval_changes()
     return loading.stage2_task(parent, device=device, data=data,
-                               ram={k: v for k, v in changes.items() if k != "partition"},
+                               ram={k: v for k, v in changes.items() if k not in ("partition", "bank_update")},
                                partition=changes.get("partition"), keep_partition="partition" not in changes)
