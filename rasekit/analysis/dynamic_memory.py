@@ -83,6 +83,6 @@ def figure(results: pd.DataFrame, metric: str = "NDCG@10"):
             ax.bar(x + (i - 1.5) * width, values, width, label=condition)
         ax.set_xticks(x, scenarios)
         ax.set(title=name, ylabel=f"test {metric}", xlabel="held out at training")
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="upper center", ncol=len(CONDITIONS), fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))  # the legend above the panels, clear of the bars
     return fig
