@@ -78,6 +78,29 @@ def test_the_dynamic_memory_verdict_reads_the_update_against_no_update(tmp_path)
     pd.DataFrame(rows).to_csv(folder / "dynamic_memory.csv", index=False)
     verdict = claims.dynamic_memory(claims.Tables(tmp_path))
     assert verdict.verdict == "partly" and verdict.evidence[0].startswith("the bank update beat no update significantly in 1 of 2")
+    assert verdict.evidence[1] == "2 of the 8 planned (dataset, scenario) cases are built; the others are not trained yet"
+
+
+def _dynamic_memory_table(folder, recovered: float, cases: int) -> None:
+    rows = []
+    for dataset in ("Beauty", "Sports_and_Outdoors"):
+        for scenario in ("last 1", "last 2", "last 3", "new users")[:cases // 2]:
+            rows += [{"dataset": dataset, "scenario": scenario, "condition": "no update", "seeds": 1, "NDCG@10": 0.040},
+                     {"dataset": dataset, "scenario": scenario, "condition": "bank update", "seeds": 1, "NDCG@10": 0.041,
+                      "NDCG@10 recovered %": recovered, "p NDCG@10 vs no update": 0.01},
+                     {"dataset": dataset, "scenario": scenario, "condition": "retraining", "seeds": 1, "NDCG@10": 0.05}]
+    pd.DataFrame(rows).to_csv(folder / "dynamic_memory.csv", index=False)
+
+
+def test_a_significant_but_small_update_or_an_unfinished_study_is_never_reproduced(tmp_path):
+    folder = tmp_path / "results" / "tables" / "full"
+    folder.mkdir(parents=True)
+    _dynamic_memory_table(folder, recovered=10.0, cases=8)  # helps everywhere, recovers little
+    assert claims.dynamic_memory(claims.Tables(tmp_path)).verdict == "partly"
+    _dynamic_memory_table(folder, recovered=60.0, cases=2)  # enough, but 2 of 8 cases built
+    assert claims.dynamic_memory(claims.Tables(tmp_path)).verdict == "partly"
+    _dynamic_memory_table(folder, recovered=60.0, cases=8)
+    assert claims.dynamic_memory(claims.Tables(tmp_path)).verdict == "reproduced"
 
 
 def test_a_sweep_with_only_its_official_point_is_said_untrained_and_never_counts_as_robust(tmp_path):

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from rasekit.report.formats import pct, pvalue
+from rasekit.runs import notebook_runs
 
 ALPHA = 0.05          # significance level of every paired test a verdict reads
 CLOSE_TO_PAPER = 5.0  # percent: a mean this close to the paper's number counts as the paper's number
@@ -204,23 +205,38 @@ def _seeds(counts: pd.Series) -> str:
     return f"{low} seed" if high == 1 else f"{low} seeds" if low == high else f"{low} to {high} seeds"
 
 
+# The kit's bar for "follows" newer behaviour (the paper states none): a bank update significantly better
+# than no update on NDCG@10 that recovers at least this share of retraining's gain over no update.
+FOLLOWS = 50.0  # percent
+
+
 @claim("dynamic memory", "New interactions entering the memory bank, without retraining, let the model follow "
        "preference drift.", "11_dynamic_memory", "dynamic_memory", "figures/full/dynamic_memory.png")
 def dynamic_memory(table: pd.DataFrame, t: Tables):
-    # holds in a scenario where the bank update is significantly better than no update on NDCG@10
     updates = table[table["condition"] == "bank update"]
-    helped = [r["NDCG@10"] > _condition(table, r, "no update") and r["p NDCG@10 vs no update"] < ALPHA
+    helped = [significant(r["NDCG@10"] - _condition(table, r, "no update"), r["p NDCG@10 vs no update"])
               for _, r in updates.iterrows()]
+    followed = [h and r["NDCG@10 recovered %"] >= FOLLOWS for h, (_, r) in zip(helped, updates.iterrows())]
     evidence = [f"the bank update beat no update significantly in {sum(helped)} of {len(helped)} (dataset, "
-                f"scenario) cases"]
+                f"scenario) cases, and recovered at least {FOLLOWS:.0f}% of retraining's gain in {sum(followed)}"]
     evidence += [f"{r['dataset']}, {r['scenario']} ({int(r['seeds'])} seed{'s' if r['seeds'] > 1 else ''}): NDCG@10 "
                  f"{_condition(table, r, 'no update'):.4f} without the update, {r['NDCG@10']:.4f} with it, "
                  f"{_condition(table, r, 'retraining'):.4f} retrained; {r['NDCG@10 recovered %']:.0f}% of "
                  f"retraining's gain recovered (p {pvalue(r['p NDCG@10 vs no update'])} against no update)"
                  for _, r in updates.iterrows()]
-    return _share_verdict(sum(helped), len(helped)), evidence, [
+    verdict = _share_verdict(sum(followed), len(followed))
+    if verdict == "not reproduced" and any(helped):
+        verdict = "partly"  # the update helps, but recovers less than the bar of what retraining gains
+    planned = sum(len(pairs) for name, pairs in notebook_runs.dynamic_memory_runs(t.profile).items()
+                  if name != "retraining")
+    if len(updates) < planned:
+        verdict = "partly" if verdict == "reproduced" else verdict
+        evidence.insert(1, f"{len(updates)} of the {planned} planned (dataset, scenario) cases are built; "
+                           f"the others are not trained yet")
+    return verdict, evidence, [
         "The paper's protocol for this claim is not known: the kit holds out each user's last interactions "
-        "(the files have no timestamps) and a share of users (docs/method.md)."]
+        "(the files have no timestamps) and a share of users (docs/method.md). The bar of "
+        f"{FOLLOWS:.0f}% of retraining's gain is the kit's."]
 
 
 def _condition(table: pd.DataFrame, row: pd.Series, condition: str) -> float:
