@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
 from rasekit.analysis.stats import paired_permutation_test
 from rasekit.data.protocol import SplitData
 from rasekit.evaluate import per_user

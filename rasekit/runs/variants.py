@@ -1,6 +1,7 @@
 """Test-time variants of a trained run: the same frozen encoder and trained RAM, evaluated under a change
 (K, the index and its nprobe, the memory bank restricted to a partition, noisy or truncated input
-sequences) without training again. A stage-1 run (SASRec, DuoRec, ...) has only the noise and truncation variants.
+sequences; for a run trained on older data, the full data's test, its bank updated or not) without
+training again. A stage-1 run (SASRec, DuoRec, ...) has only the noise, truncation and full-data variants.
 
 A variant is an evaluation, not a training run: seconds, cached as its own ledger record (stage
 "variant") that names its parent run, with its per-instance ranks beside it. The variant that changes
