@@ -24,6 +24,7 @@ def test_runs_are_cached_and_shared(tiny, tmp_path):
     first = experiments.pretrain("Beauty", "sasrec", "ce", seed=1, profile=tiny, log=quiet)
     assert first["model"] == "SASRec" and first["epochs_run"] == 1
     assert set(first["provenance"]) >= {"git_commit", "data_sha256", "versions", "device", "wall_time_s"}
+    assert 0 < first["provenance"]["train_cpu_seconds"] <= 4 * first["provenance"]["wall_time_s"]
     messages = []
     again = experiments.pretrain("Beauty", "sasrec", "ce", seed=1, profile=tiny, log=messages.append)
     assert again == first and messages[0].startswith("reusing SASRec")

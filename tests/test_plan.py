@@ -55,6 +55,13 @@ def recorded_duorec(seconds: float, device: str, profile: str = "full", **config
                       "provenance": {"train_seconds": seconds, "device": device}})
 
 
+def test_a_runs_cost_is_its_measured_cpu_time_where_recorded():
+    assert recorded_duorec(3000.0, "cpu: AMD EPYC, 2 threads").cpu_seconds == 6000.0  # wall x threads
+    paused = recorded_duorec(3000.0, "cpu: AMD EPYC, 2 threads")
+    paused.provenance["train_cpu_seconds"] = 4100.0  # the process was paused, or waited for a core
+    assert paused.cpu_seconds == 4100.0
+
+
 def test_estimates_come_from_similar_recorded_runs():
     done = recorded_duorec(3000.0, "cpu: AMD EPYC, 2 threads")
     duorec = spec.Run("pretrain", "Beauty", 4, "full")

@@ -69,6 +69,17 @@ def test_a_killed_run_resumes_and_ends_with_the_same_metrics(tmp_path):
     assert resumed["history"] == whole["history"]
     assert resumed["metrics"] == whole["metrics"]
     assert (whole["resumed_after"], resumed["resumed_after"]) == ([], [2])  # the record says it resumed
+    assert whole["cpu_seconds"] > 0 and resumed["cpu_seconds"] > 0  # summed over both processes
+
+
+def test_a_run_resumed_from_a_checkpoint_that_never_counted_cpu_time_says_it_is_unknown(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, "killed", fail_at_call=10 * 3 + 4)
+    last = tmp_path / "killed" / "last.pt"
+    state = torch.load(last, weights_only=True)
+    del state["loop"]["cpu_seconds"]  # as the checkpoints written before CPU time was counted
+    torch.save(state, last)
+    assert run(tmp_path, "killed")["cpu_seconds"] is None  # not the CPU time of the last process only
 
 
 def test_early_stopping_waits_patience_plus_one_epochs(tmp_path):

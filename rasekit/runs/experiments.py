@@ -219,9 +219,17 @@ def _finish(key, config, name, prof, result, device, wall, commit, task, meta) -
            "best_epoch": result["best_epoch"], "epochs_run": result["epochs_run"],
            "history": result["history"], "ranks": ranks_file, **({"weights": kept} if kept else {}),
            "provenance": provenance([sources.of_config(config)], device=device, wall_time_s=wall, commit=commit,
-                                    train_seconds=round(result["train_seconds"], 1), **_resumed(result))}
+                                    train_seconds=round(result["train_seconds"], 1), **_cpu(result, device),
+                                    **_resumed(result))}
     ledger.put(rec)
     return rec
+
+
+def _cpu(result: dict, device) -> dict:
+    """The CPU time a training on the CPU took (all threads; time paused or waiting not counted), where
+    known."""
+    cpu = result.get("cpu_seconds")
+    return {} if cpu is None or torch.device(device).type != "cpu" else {"train_cpu_seconds": round(cpu, 1)}
 
 
 def _resumed(result: dict) -> dict:

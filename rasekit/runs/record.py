@@ -63,6 +63,9 @@ class Record:
 
     @property
     def cpu_seconds(self) -> float | None:
-        """What it cost: its training's wall time times its threads (None if not recorded)."""
+        """What it cost: its training's CPU time where recorded, else its wall time times its threads
+        (None if neither is recorded)."""
+        if self.provenance.get("train_cpu_seconds") is not None:
+            return self.provenance["train_cpu_seconds"]
         seconds = self.provenance.get("train_seconds") or self.provenance.get("wall_time_s")
         return None if seconds is None else seconds * self.threads

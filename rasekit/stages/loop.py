@@ -276,10 +276,11 @@ def fit(task: Task, config: TrainConfig, run_dir: Path, meta: dict, seed: int, l
         task.model.kernels = config.kernels
     optimizer = make_optimizer(task.model, config)
     state = {"epoch": -1, "best_epoch": -1, "best_score": -np.inf, "stale": 0, "history": [],
-             "train_seconds": 0.0, "valid_decimals": config.valid_decimals}
+             "train_seconds": 0.0, "cpu_seconds": 0.0, "valid_decimals": config.valid_decimals}
     last, best = run_dir / "last.pt", run_dir / "best.pt"
     if last.exists():
         state = _resume(last, meta, task, optimizer, rng, config)
+        state.setdefault("cpu_seconds", None)  # a checkpoint from before CPU time was counted: unknown
         state["resumed_after"] = [*state.get("resumed_after", []), state["epoch"]]  # named in the record
         log(f"{name}: resuming after epoch {state['epoch']} from {last}")
     count = threads.choose(state.get("threads")) if threads else state.get("threads") or torch.get_num_threads()
@@ -288,7 +289,7 @@ def fit(task: Task, config: TrainConfig, run_dir: Path, meta: dict, seed: int, l
     for epoch in range(state["epoch"] + 1, config.epochs):
         if state["stale"] > config.patience:
             break
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         try:
             loss = _train_epoch(task, optimizer, config, rng, desc=f"{name} epoch {epoch}")
             valid = metrics(evaluate_part(task, "valid", config.eval_chunk))
@@ -296,6 +297,8 @@ def fit(task: Task, config: TrainConfig, run_dir: Path, meta: dict, seed: int, l
             raise DivergedError(f"{name} diverged in epoch {epoch}: {err}. Nothing of this epoch was kept "
                                 f"(no checkpoint, no ledger record); a smaller lr usually helps") from None
         state["train_seconds"] += time.perf_counter() - start
+        if state["cpu_seconds"] is not None:  # CPU time of all the process's threads: a pause adds nothing
+            state["cpu_seconds"] += time.process_time() - cpu
         _keep_epoch(task, optimizer, rng, state, epoch, loss, valid, config, meta, run_dir)
         shown = dict.fromkeys([config.valid_metric, "HR@10", "NDCG@10"])  # the stopping metric first
         log(f"{name} epoch {epoch}: loss {loss:.1f}  valid "
@@ -306,6 +309,7 @@ def fit(task: Task, config: TrainConfig, run_dir: Path, meta: dict, seed: int, l
     valid_ranks, test_ranks = _test_best(task, config, best, meta, f"{name}, best epoch {state['best_epoch']}")
     return {"best_epoch": state["best_epoch"], "epochs_run": state["epoch"] + 1,
             "history": state["history"], "train_seconds": state["train_seconds"],
+            "cpu_seconds": state["cpu_seconds"],
             "resumed_after": state.get("resumed_after", []),
             "valid_metrics": metrics(valid_ranks), "metrics": metrics(test_ranks),
             "valid_ranks": valid_ranks, "test_ranks": test_ranks, "config": asdict(config)}
