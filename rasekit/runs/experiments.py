@@ -368,11 +368,6 @@ def item_attributes(dataset: str) -> dict[int, list[int]] | None:
     return read_item_attributes(registry.fetch(sources.resolve(dataset).name, files=("attributes",))["attributes"])
 
 
-def dataset_statistics(names) -> "pd.DataFrame":
-    import pandas as pd
-    return pd.DataFrame([datasets.load(n).statistics() for n in names])
-
-
 BASELINES = ("popularity", "transition")
 
 
