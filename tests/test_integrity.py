@@ -237,6 +237,7 @@ def test_verify_names_every_problem_of_a_store(tmp_kit, capsys):
     (paths.ranks_dir(own) / "orphan.npz").write_bytes(b"")
     (paths.ledger_dir(own) / "empty.json").write_text("{}")
     (paths.weights_dir(own) / ".e.pt.x1.tmp").write_bytes(b"")  # a writer killed long ago
+    ledger.put({**c, "config": {**c["config"], "backbone_key": "gone-stage-1"}}, own)  # neither here nor in the reference
     assert main(["verify"]) == 1
     out = capsys.readouterr().out.splitlines()
     expected = [f"{weights}: sha256", f"{own / b['ranks']['file']}: sha256",
@@ -245,7 +246,8 @@ def test_verify_names_every_problem_of_a_store(tmp_kit, capsys):
                 f"{own / e['weights']['file']}: no ledger record names it",
                 f"{own}/results/ranks/orphan.npz: no ledger record names it",
                 f"{own}/results/ledger/empty.json: not a ledger record: it lacks 'key', 'dataset'",
-                f"{own}/results/weights/.e.pt.x1.tmp: temporary file left by an interrupted write"]
+                f"{own}/results/weights/.e.pt.x1.tmp: temporary file left by an interrupted write",
+                f"{own}/results/ledger/{c['key']}.json: run {c['key']} ({c['model']}) is built on run gone-stage-1"]
     for start in expected:
         assert sum(line.startswith(start) for line in out) == 1, (start, out)
     assert out[-1] == f"6 records under {own}: {len(expected)} problem(s)" and len(out) == len(expected) + 1

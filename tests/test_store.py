@@ -78,6 +78,16 @@ def test_promote_copies_finished_runs_into_the_reference(kept):
         store.promote(["nope"])
 
 
+def test_a_stage_2_run_is_never_promoted_without_its_stage_1_run(kept):
+    ras = experiments.finetune("Beauty", "sasrec", seed=1, profile=kept, log=lambda *_: None)
+    base = ras["config"]["backbone_key"]
+    with pytest.raises(ValueError, match=rf"RaSeRec\(SASRec\) on Beauty, {kept} \({ras['key']}\) needs {base}"):
+        store.promote([ras["key"]])
+    assert ledger.records(paths.reference_dir()) == []  # nothing was copied
+    assert sorted(store.promote([ras["key"], base])) == sorted([ras["key"], base])
+    assert store.promote([ras["key"]]) == [ras["key"]]  # its stage-1 run is there now
+
+
 def test_the_reference_keeps_weights_of_its_weight_profiles_only_and_not_when_told(kept, monkeypatch):
     rec = experiments.pretrain("Beauty", "sasrec", "ce", seed=1, profile=kept, log=lambda *_: None)
     monkeypatch.setattr(store, "REFERENCE_WEIGHTS", ("full",))  # as for a default run

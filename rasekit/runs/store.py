@@ -170,10 +170,23 @@ def promote(keys=None, profile: str | None = None, log=print, weights: bool = Tr
         if not keeps and record.get("weights"):
             record = {k: v for k, v in record.items() if k != "weights"}
         copies.append(record)
+    _refuse_orphans(copies, reference)
     sweep(reference)
     for record in copies:
         _install(record, own, reference)
     return [record["key"] for record in copies]
+
+
+def _refuse_orphans(copies: list[dict], reference: Path) -> None:
+    """A stage-2 run needs its stage-1 run in the reference, and a variant its parent: either there
+    already or promoted with it. Else nothing is copied and the missing runs are named."""
+    coming = {record["key"] for record in copies}
+    orphans = [f"{record['model']} on {record['dataset']}, {record['profile']} ({record['key']}) needs {parent}"
+               for record in copies for parent in [record["config"].get("backbone_key") or record.get("parent")]
+               if parent and parent not in coming and ledger.get(parent, reference) is None]
+    if orphans:
+        raise ValueError(f"the reference would hold runs without the run they are built on: {'; '.join(orphans)}. "
+                         f"Promote those too (their keys with these), or leave these out; nothing was copied")
 
 
 def adopt(record: dict) -> dict:
@@ -241,7 +254,24 @@ def verify(root: Path | None = None) -> tuple[int, list[str]]:
                  f"was deleted)" for p in sorted(stored) if p not in named and not p.name.startswith(".")]
     problems += [f"{p}: temporary file left by an interrupted write; delete it"
                  for p in atomic.stray(root / "results", root / "figures", recursive=True)]
-    return len(files), problems
+    return len(files), problems + _orphaned(files, root)
+
+
+def _orphaned(files: list[Path], root: Path) -> list[str]:
+    """Records whose stage-1 run (a stage-2 run's) or parent (a variant's) is in no ledger they may use:
+    the reference's needs its own; the user's may build on the reference's."""
+    problems = []
+    for path in files:
+        try:
+            record = ledger.read(path)
+        except ledger.LedgerError:
+            continue  # said once already
+        parent = record["config"].get("backbone_key") or record.get("parent")
+        if parent and ledger.get(parent, root) is None and (
+                root == paths.reference_dir() or ledger.get(parent, paths.reference_dir()) is None):
+            problems.append(f"{path}: run {record['key']} ({record['model']}) is built on run {parent}, "
+                            f"which no ledger here holds")
+    return problems
 
 
 def _verify_record(path: Path, root: Path, named: set) -> list[str]:
