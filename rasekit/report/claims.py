@@ -213,17 +213,17 @@ FOLLOWS = 50.0  # percent
 @claim("dynamic memory", "New interactions entering the memory bank, without retraining, let the model follow "
        "preference drift.", "11_dynamic_memory", "dynamic_memory", "figures/full/dynamic_memory.png")
 def dynamic_memory(table: pd.DataFrame, t: Tables):
-    updates = table[table["condition"] == "bank update"]
+    updates = [r for _, r in table[table["condition"] == "bank update"].iterrows()]
     helped = [significant(r["NDCG@10"] - _condition(table, r, "no update"), r["p NDCG@10 vs no update"])
-              for _, r in updates.iterrows()]
-    followed = [h and r["NDCG@10 recovered %"] >= FOLLOWS for h, (_, r) in zip(helped, updates.iterrows())]
+              for r in updates]
+    followed = [h and r["NDCG@10 recovered %"] >= FOLLOWS for h, r in zip(helped, updates)]
     evidence = [f"the bank update beat no update significantly in {sum(helped)} of {len(helped)} (dataset, "
                 f"scenario) cases, and recovered at least {FOLLOWS:.0f}% of retraining's gain in {sum(followed)}"]
     evidence += [f"{r['dataset']}, {r['scenario']} ({int(r['seeds'])} seed{'s' if r['seeds'] > 1 else ''}): NDCG@10 "
                  f"{_condition(table, r, 'no update'):.4f} without the update, {r['NDCG@10']:.4f} with it, "
                  f"{_condition(table, r, 'retraining'):.4f} retrained; {r['NDCG@10 recovered %']:.0f}% of "
                  f"retraining's gain recovered (p {pvalue(r['p NDCG@10 vs no update'])} against no update)"
-                 for _, r in updates.iterrows()]
+                 for r in updates]
     verdict = _share_verdict(sum(followed), len(followed))
     if verdict == "not reproduced" and any(helped):
         verdict = "partly"  # the update helps, but recovers less than the bar of what retraining gains

@@ -182,8 +182,8 @@ def _refuse_orphans(copies: list[dict], reference: Path) -> None:
     already or promoted with it. Else nothing is copied and the missing runs are named."""
     coming = {record["key"] for record in copies}
     orphans = [f"{record['model']} on {record['dataset']}, {record['profile']} ({record['key']}) needs {parent}"
-               for record in copies for parent in [record["config"].get("backbone_key") or record.get("parent")]
-               if parent and parent not in coming and ledger.get(parent, reference) is None]
+               for record in copies if (parent := built_on(record))
+               and parent not in coming and ledger.get(parent, reference) is None]
     if orphans:
         raise ValueError(f"the reference would hold runs without the run they are built on: {'; '.join(orphans)}. "
                          f"Promote those too (their keys with these), or leave these out; nothing was copied")
@@ -246,38 +246,36 @@ def verify(root: Path | None = None) -> tuple[int, list[str]]:
     root = root or paths.output_dir()
     folder = paths.ledger_dir(root)
     files = sorted(folder.glob("*.json")) if folder.is_dir() else []
-    named, problems = set(), []
+    named, read, problems = set(), {}, []
     for path in files:
-        problems += _verify_record(path, root, named)
+        problems += _verify_record(path, root, named, read)
     stored = [p for d in (paths.ranks_dir(root), paths.weights_dir(root)) if d.is_dir() for p in d.iterdir()]
     problems += [f"{p}: no ledger record names it (left by an interrupted promote or migrate, or its record "
                  f"was deleted)" for p in sorted(stored) if p not in named and not p.name.startswith(".")]
     problems += [f"{p}: temporary file left by an interrupted write; delete it"
                  for p in atomic.stray(root / "results", root / "figures", recursive=True)]
-    return len(files), problems + _orphaned(files, root)
+    return len(files), problems + _orphaned(read, root)
 
 
-def _orphaned(files: list[Path], root: Path) -> list[str]:
-    """Records whose stage-1 run (a stage-2 run's) or parent (a variant's) is in no ledger they may use:
-    the reference's needs its own; the user's may build on the reference's."""
-    problems = []
-    for path in files:
-        try:
-            record = ledger.read(path)
-        except ledger.LedgerError:
-            continue  # said once already
-        parent = record["config"].get("backbone_key") or record.get("parent")
-        if parent and ledger.get(parent, root) is None and (
-                root == paths.reference_dir() or ledger.get(parent, paths.reference_dir()) is None):
-            problems.append(f"{path}: run {record['key']} ({record['model']}) is built on run {parent}, "
-                            f"which no ledger here holds")
-    return problems
+def built_on(record: dict) -> str | None:
+    """The key of the run a record builds on: a stage-2 run's stage-1 run, a variant's parent."""
+    return record["config"].get("backbone_key") or record["config"].get("parent")
 
 
-def _verify_record(path: Path, root: Path, named: set) -> list[str]:
-    """The problems of one record file and its files (whose paths go into `named`)."""
+def _orphaned(read: dict[Path, dict], root: Path) -> list[str]:
+    """Records (read from their files) built on a run in no ledger they may use: the reference's needs
+    its own; the user's may build on the reference's."""
+    held = {record["key"] for record in read.values()}
+    return [f"{path}: run {record['key']} ({record['model']}) is built on run {parent}, which no ledger here holds"
+            for path, record in read.items() if (parent := built_on(record)) and parent not in held
+            and (root == paths.reference_dir() or ledger.get(parent, paths.reference_dir()) is None)]
+
+
+def _verify_record(path: Path, root: Path, named: set, read: dict) -> list[str]:
+    """The problems of one record file and its files (whose paths go into `named`, the record into
+    `read`)."""
     try:
-        record = ledger.read(path)
+        record = read[path] = ledger.read(path)
     except ledger.LedgerError as err:
         return [str(err)]
     problems = [] if path.stem == record["key"] else [f"{path}: holds run {record['key']}, not {path.stem}"]
