@@ -113,6 +113,7 @@ def test_a_sweep_with_only_its_official_point_is_said_untrained_and_never_counts
                           {**row, "parameter": "alpha", "value": 0.5, "official": True}])
     table.to_csv(folder / "sensitivity.csv", index=False)
     found = claims.sensitivity(claims.Tables(tmp_path))
-    assert found.evidence[0] == "Beauty, k (1 to 3 seeds): NDCG@10 against the official value 10.0: -1.0%, 40.0: -1.0%"
+    assert found.evidence[0] == ("Beauty, k (1 to 3 seeds): NDCG@10 against the official k = 20, "
+                                 "at 10 -1.0%, 40 -1.0%")
     assert found.evidence[1] == "Beauty, alpha: no point besides the official value is trained yet"
     assert found.verdict == "partly"  # held on k; fewer than three seeds on one point
