@@ -117,3 +117,20 @@ def test_a_sweep_with_only_its_official_point_is_said_untrained_and_never_counts
                                  "at 10 -1.0%, 40 -1.0%")
     assert found.evidence[1] == "Beauty, alpha: no point besides the official value is trained yet"
     assert found.verdict == "partly"  # held on k; fewer than three seeds on one point
+
+
+def test_the_findings_beyond_the_paper_read_the_ablation_and_audit_tables(tmp_path):
+    folder = tmp_path / "results" / "tables" / "full"
+    folder.mkdir(parents=True)
+    row = {"dataset": "Beauty", "seeds": 3, "p NDCG@10": 0.01}
+    pd.DataFrame([{**row, "row": "channel 2 only", "NDCG@10 vs official %": -2.5},
+                  {**row, "row": "K random memories", "NDCG@10 vs official %": -15.0}]).to_csv(
+        folder / "ablation.csv", index=False)
+    pd.DataFrame([{"dataset": "Beauty", "model": "RaSeRec", "last items": last, "share of all items' NDCG@10 %": share}
+                  for last, share in (("all", 100.0), ("1", 90.0), ("5", 99.0))]).to_csv(
+        folder / "audit_history.csv", index=False)
+    found = document._beyond(claims.Tables(tmp_path))
+    assert "Beauty (3 seed(s)): channel 2 only -2.5% (p 0.01)" in found
+    assert "K random memories** (the module's extra parameters without similar memories), Beauty" in found
+    assert "from the last 5 input items as a share of that from all of them: Beauty 99.0%; " \
+           "from the last item alone: Beauty 90.0%" in found

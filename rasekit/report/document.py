@@ -65,6 +65,7 @@ def _beyond(t: claims.Tables) -> str:
                                  for d, r in pick.iterrows()) + f" (`{t.path('comparison')}`).")
     table = t("ablation")
     if table is not None:
+        lines.append(_module_parts(table, t.path("ablation")))
         for row, meaning in (("K random memories", "the module's extra parameters without similar memories"),
                              ("same-user filter off", "what leakage of a user's own later items would add")):
             rows = table[table["row"] == row]
@@ -73,6 +74,20 @@ def _beyond(t: claims.Tables) -> str:
                       f"(p {formats.pvalue(r['p NDCG@10'])})" for _, r in rows.iterrows()]
     lines += _audit(t) + _case_study(t) + _bank_at_scale(t)
     return "\n".join(lines) if lines else "- not built yet"
+
+
+PARTS = ("backbone alone", "channel 2 only", "both channels", "with residual and LayerNorm")
+
+
+def _module_parts(table: pd.DataFrame, path: str) -> str:
+    """The ablation's rows on the module itself, per dataset, against the official RaSeRec."""
+    told = []
+    for dataset, rows in table[table["row"].isin(PARTS)].groupby("dataset", sort=False):
+        told.append(f"{dataset} ({int(rows['seeds'].min())} seed(s)): " + ", ".join(
+            f"{r['row']} {formats.pct(r['NDCG@10 vs official %'])} (p {formats.pvalue(r['p NDCG@10'])})"
+            for _, r in rows.iterrows()))
+    return ("- **What each part of the module does** (`09_ablation`), NDCG@10 against the official RaSeRec "
+            "(channel 1 only, no residual or LayerNorm): " + "; ".join(told) + f" (`{path}`).")
 
 
 def _audit(t: claims.Tables) -> list[str]:
@@ -91,12 +106,34 @@ def _audit(t: claims.Tables) -> list[str]:
                      "training: " + "; ".join(f"{r['dataset']} {r['share of targets following the last item %']:.1f}%"
                                               for _, r in locality.iterrows())
                      + f" (`{t.path('audit_locality')}`).")
+    lines += _history_and_groups(t)
     if hybrid is not None:
         rows = hybrid[hybrid["seeds of"] == "all seeds"]
         lines.append("- **RaSeRec plus the tuned heuristic** (weight chosen on validation), NDCG@10 against "
                      "RaSeRec: " + "; ".join(f"{r['dataset']} {formats.pct(r['hybrid vs RaSeRec %'])} "
                                              f"(p {formats.pvalue(r['p (paired)'])})" for _, r in rows.iterrows())
                      + f" (`{t.path('audit_hybrid')}`).")
+    return lines
+
+
+def _history_and_groups(t: claims.Tables) -> list[str]:
+    """How much RaSeRec needs beyond the last few items, and where it wins against the tuned heuristic."""
+    lines, history, groups = [], t("audit_history"), t("audit_groups")
+    if history is not None:
+        rows, column = history[history["model"] == "RaSeRec"], "share of all items' NDCG@10 %"
+        share = lambda n: "; ".join(  # noqa: E731
+            f"{r['dataset']} {r[column]:.1f}%"
+            for _, r in rows[rows["last items"].astype(str) == n].iterrows())
+        lines.append(f"- **How much history RaSeRec needs** (`13_audit`): its NDCG@10 from the last 5 input items "
+                     f"as a share of that from all of them: {share('5')}; from the last item alone: {share('1')} "
+                     f"(`{t.path('audit_history')}`).")
+    if groups is not None:
+        said = lambda g: "; ".join(  # noqa: E731
+            f"{r['dataset']} {formats.pct(r['RaSeRec vs heuristic %'])} (p {formats.pvalue(r['p (paired)'])})"
+            for _, r in groups[groups["group"] == g].iterrows())
+        lines.append("- **Where each wins** (`13_audit`), RaSeRec's NDCG@10 against the tuned heuristic's: on test "
+                     f"targets that followed the last input item in training {said('target follows the last item')}; "
+                     f"on the others {said('target never followed it')} (`{t.path('audit_groups')}`).")
     return lines
 
 
@@ -182,10 +219,12 @@ def _rerun(root: Path, notebook: str) -> str:
 
 
 def readme_block(root: Path, profile: str = "full") -> str:
-    """The README's claims table, between its markers."""
+    """The README's claims table and the findings beyond the paper, between its markers."""
     rows = ["| claim | verdict | rerun it |", "|---|---|---|"]
     rows += [f"| {v.claim} | **{v.verdict}** | {_rerun(root, v.notebook)} |" for v in claims.verdicts(root, profile)]
-    return "\n".join([README_START, *rows, README_END])
+    beyond = ["", "Beyond the paper's claims (the analyses the paper does not report; REPORT.md gives the "
+              "details):", "", _beyond(claims.Tables(root, profile))]
+    return "\n".join([README_START, *rows, *beyond, README_END])
 
 
 def with_claims(readme: str, block: str) -> str:
