@@ -107,6 +107,16 @@ def test_estimates_prefer_runs_trained_with_the_same_kernels():
     assert plan.estimate(quick, [exact]) == 8000.0  # none alike in kernels: the others
 
 
+def test_estimates_prefer_runs_whose_cpu_time_was_measured():
+    paused = recorded_duorec(9000.0, "cpu: AMD EPYC, 1 threads")  # wall time only: paused time counted
+    measured = recorded_duorec(5000.0, "cpu: AMD EPYC, 1 threads")
+    measured.provenance["train_cpu_seconds"] = 3000.0
+    duorec = spec.Run("pretrain", "Beauty", 4, "full")
+    assert (paused.cpu_measured, measured.cpu_measured) == (False, True)
+    assert plan.estimate(duorec, [paused, measured, recorded_duorec(8000.0, "cpu: AMD EPYC, 1 threads")]) == 3000.0
+    assert plan.estimate(duorec, [paused]) == 9000.0  # none measured: the wall times
+
+
 def test_workers_share_the_cores():
     assert executors.threads_per_worker(1, cores=2) == 2
     assert executors.threads_per_worker(2, cores=2) == 1

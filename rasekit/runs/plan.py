@@ -108,7 +108,8 @@ def estimate(run: Run, records: list[Record], here: str | None = None) -> float 
     stage and profile, scaled likewise. None when nothing alike was ever recorded. Among the alike, those
     recorded on the processor `here` (this machine's, see `provenance.processor`) are used if any: the same run
     takes twice as long on one of the project's CPUs as on another. Runs trained with the same kernels
-    (`TrainConfig.kernels`) are preferred likewise: the fast ones take less time."""
+    (`TrainConfig.kernels`) are preferred likewise: the fast ones take less time; and so are runs whose CPU
+    time was measured, since an older record's wall time counts the time its run was paused."""
     source = sources.resolve(run.dataset)
     kernels = dict(run.train).get("kernels", "exact")
     size = source.size()
@@ -126,6 +127,7 @@ def estimate(run: Run, records: list[Record], here: str | None = None) -> float 
                  for v in [scaled(r)] if v]
         if found:
             found = [(r, v) for r, v in found if r.kernels == kernels] or found
+            found = [(r, v) for r, v in found if r.cpu_measured] or found
             mine = [v for r, v in found if processor(r.provenance.get("device") or "") == here]
             values = sorted(mine or [v for _, v in found])
             return values[len(values) // 2]  # the median

@@ -62,6 +62,11 @@ class Record:
         return int(found.group(1)) if found else 1
 
     @property
+    def cpu_measured(self) -> bool:
+        """Whether its training's CPU time was measured (runs recorded before that was: only wall time)."""
+        return self.provenance.get("train_cpu_seconds") is not None
+
+    @property
     def cpu_seconds(self) -> float | None:
         """What it cost: its training's CPU time where recorded, else its wall time times its threads
         (None if neither is recorded)."""
