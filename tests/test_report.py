@@ -134,3 +134,5 @@ def test_the_findings_beyond_the_paper_read_the_ablation_and_audit_tables(tmp_pa
     assert "K random memories** (the module's extra parameters without similar memories), Beauty" in found
     assert "from the last 5 input items as a share of that from all of them: Beauty 99.0%; " \
            "from the last item alone: Beauty 90.0%" in found
+    controls_only = pd.read_csv(folder / "ablation.csv").iloc[1:]
+    assert document._module_parts(controls_only, "ablation.csv") == []  # no part of the module measured: no line

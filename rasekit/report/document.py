@@ -65,7 +65,7 @@ def _beyond(t: claims.Tables) -> str:
                                  for d, r in pick.iterrows()) + f" (`{t.path('comparison')}`).")
     table = t("ablation")
     if table is not None:
-        lines.append(_module_parts(table, t.path("ablation")))
+        lines += _module_parts(table, t.path("ablation"))
         for row, meaning in (("K random memories", "the module's extra parameters without similar memories"),
                              ("same-user filter off", "what leakage of a user's own later items would add")):
             rows = table[table["row"] == row]
@@ -79,15 +79,15 @@ def _beyond(t: claims.Tables) -> str:
 PARTS = ("backbone alone", "channel 2 only", "both channels", "with residual and LayerNorm")
 
 
-def _module_parts(table: pd.DataFrame, path: str) -> str:
-    """The ablation's rows on the module itself, per dataset, against the official RaSeRec."""
+def _module_parts(table: pd.DataFrame, path: str) -> list[str]:
+    """The ablation's rows on the module itself, per dataset, against the official RaSeRec (none: no line)."""
     told = []
     for dataset, rows in table[table["row"].isin(PARTS)].groupby("dataset", sort=False):
         told.append(f"{dataset} ({int(rows['seeds'].min())} seed(s)): " + ", ".join(
             f"{r['row']} {formats.pct(r['NDCG@10 vs official %'])} (p {formats.pvalue(r['p NDCG@10'])})"
             for _, r in rows.iterrows()))
-    return ("- **What each part of the module does** (`09_ablation`), NDCG@10 against the official RaSeRec "
-            "(channel 1 only, no residual or LayerNorm): " + "; ".join(told) + f" (`{path}`).")
+    return [("- **What each part of the module does** (`09_ablation`), NDCG@10 against the official RaSeRec "
+             "(channel 1 only, no residual or LayerNorm): " + "; ".join(told) + f" (`{path}`).")] if told else []
 
 
 def _audit(t: claims.Tables) -> list[str]:
