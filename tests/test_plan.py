@@ -1,11 +1,13 @@
 """The run plan: the notebooks' runs as a graph with the ledger's status, executed by local workers or
 Ray in dependency order; a second execution finds everything done."""
+import dataclasses
 import os
 import shutil
 
 import pytest
 
 from rasekit import settings
+from rasekit.data import registry
 from rasekit.runs import executors, experiments, ledger, notebook_runs, plan, spec
 from rasekit.runs.record import ModelId, Record
 from rasekit.files import paths
@@ -115,6 +117,13 @@ def test_estimates_prefer_runs_whose_cpu_time_was_measured():
     assert (paused.cpu_measured, measured.cpu_measured) == (False, True)
     assert plan.estimate(duorec, [paused, measured, recorded_duorec(8000.0, "cpu: AMD EPYC, 1 threads")]) == 3000.0
     assert plan.estimate(duorec, [paused]) == 9000.0  # none measured: the wall times
+
+
+def test_estimates_scale_runs_on_held_out_data_by_their_base_dataset():
+    derived = dataclasses.replace(recorded_duorec(5000.0, "cpu: AMD EPYC, 1 threads"), dataset="Beauty:users=0.1")
+    on_sports = spec.Run("pretrain", "Sports_and_Outdoors:last=1", 4, "full")
+    beauty, sports = (registry.DATASETS[n].sequences.size for n in ("Beauty", "Sports_and_Outdoors"))
+    assert plan.estimate(on_sports, [derived]) == pytest.approx(5000.0 * sports / beauty)
 
 
 def test_workers_share_the_cores():
