@@ -32,6 +32,11 @@ def test_p_values_have_two_significant_digits_and_differences_one_decimal():
     assert formats.pct(3.2562) == "+3.3%" and formats.pct(-20.7027) == "-20.7%"
 
 
+def test_seed_counts_read_as_words():
+    assert formats.seeds(1) == "1 seed" and formats.seeds(3.0) == "3 seeds"
+    assert formats.seeds(pd.Series([3, 1, 3])) == "1 to 3 seeds"
+
+
 def test_the_csv_keeps_full_precision_and_markdown_and_latex_the_shown_digits(tmp_path, monkeypatch):
     monkeypatch.setenv("RASEKIT_OUTPUT", str(tmp_path))
     report.save_table(_table(), "t", "smoke", {"commit": "x"})

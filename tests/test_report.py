@@ -130,7 +130,7 @@ def test_the_findings_beyond_the_paper_read_the_ablation_and_audit_tables(tmp_pa
                   for last, share in (("all", 100.0), ("1", 90.0), ("5", 99.0))]).to_csv(
         folder / "audit_history.csv", index=False)
     found = document._beyond(claims.Tables(tmp_path))
-    assert "Beauty (3 seed(s)): channel 2 only -2.5% (p 0.01)" in found
+    assert "Beauty (3 seeds): channel 2 only -2.5% (p 0.01)" in found
     assert "K random memories** (the module's extra parameters without similar memories), Beauty" in found
     assert "from the last 5 input items as a share of that from all of them: Beauty 99.0%; " \
            "from the last item alone: Beauty 90.0%" in found

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from rasekit.report.formats import pct, pvalue
+from rasekit.report.formats import pct, pvalue, seeds
 from rasekit.runs import notebook_runs
 
 ALPHA = 0.05          # significance level of every paired test a verdict reads
@@ -125,7 +125,7 @@ def backbones(table: pd.DataFrame, t: Tables):
     won = [significant(r["improvement %"], r["p (paired)"]) for _, r in table.iterrows()]
     evidence = [f"significant improvement on {sum(won)} of {len(won)} (dataset, backbone, metric) triples"]
     for (dataset, backbone), rows in table.groupby(["dataset", "backbone"], sort=False):
-        evidence.append(f"{dataset}, {backbone} ({int(rows['seeds'].iloc[0])} seed(s)): "
+        evidence.append(f"{dataset}, {backbone} ({seeds(rows['seeds'])}): "
                         + ", ".join(f"{r['metric']} {pct(r['improvement %'])}" for _, r in rows.iterrows()))
     return _share_verdict(sum(won), len(won)), evidence, []
 
@@ -187,7 +187,7 @@ def sensitivity(table: pd.DataFrame, t: Tables):
         beaten = others[(others["NDCG@10 vs official %"] > 0) & (others["p NDCG@10"] < ALPHA)]
         held.append(beaten.empty)
         official = ", ".join(_value(v) for v in rows.loc[rows["official"], "value"]) or "not trained"
-        evidence.append(f"{dataset}, {parameter} ({_seeds(rows['seeds'])}): NDCG@10 against the official "
+        evidence.append(f"{dataset}, {parameter} ({seeds(rows['seeds'])}): NDCG@10 against the official "
                         f"{parameter} = {official}, at " + ", ".join(
                             f"{_value(r['value'])} {pct(r['NDCG@10 vs official %'])}" for _, r in others.iterrows())
                         + ("" if beaten.empty else "; significantly better: "
@@ -206,12 +206,6 @@ def _value(value) -> str:
         return f"{float(value):g}"
     except ValueError:  # a named setting such as "learned"
         return str(value)
-
-
-def _seeds(counts: pd.Series) -> str:
-    """'1 seed', '3 seeds' or '1 to 3 seeds' (the points of a sweep may rest on different numbers)."""
-    low, high = int(counts.min()), int(counts.max())
-    return f"{low} seed" if high == 1 else f"{low} seeds" if low == high else f"{low} to {high} seeds"
 
 
 # The kit's bar for "follows" newer behaviour (the paper states none): a bank update significantly better
@@ -291,9 +285,9 @@ def _stage2_share(training: pd.DataFrame | None, dataset: str) -> tuple[float, s
     for device, d in training[training["dataset"] == dataset].groupby("device", sort=False):
         d = d.set_index("model")
         if {"DuoRec", "RaSeRec(DuoRec)"} <= set(d.index):
-            seeds = int(d.loc[["DuoRec", "RaSeRec(DuoRec)"], "seeds"].min())
-            if best is None or seeds > best[0]:
-                best = (seeds, device, float(d.loc["RaSeRec(DuoRec)", "train s"] / d.loc["DuoRec", "train s"]))
+            n_seeds = int(d.loc[["DuoRec", "RaSeRec(DuoRec)"], "seeds"].min())
+            if best is None or n_seeds > best[0]:
+                best = (n_seeds, device, float(d.loc["RaSeRec(DuoRec)", "train s"] / d.loc["DuoRec", "train s"]))
     return None if best is None else (best[2], best[1])
 
 

@@ -69,7 +69,7 @@ def _beyond(t: claims.Tables) -> str:
         for row, meaning in (("K random memories", "the module's extra parameters without similar memories"),
                              ("same-user filter off", "what leakage of a user's own later items would add")):
             rows = table[table["row"] == row]
-            lines += [f"- **{row}** ({meaning}), {r['dataset']}, {int(r['seeds'])} seed(s): NDCG@10 "
+            lines += [f"- **{row}** ({meaning}), {r['dataset']}, {formats.seeds(r['seeds'])}: NDCG@10 "
                       f"{formats.pct(r['NDCG@10 vs official %'])} against the official RaSeRec "
                       f"(p {formats.pvalue(r['p NDCG@10'])})" for _, r in rows.iterrows()]
     lines += _audit(t) + _case_study(t) + _bank_at_scale(t)
@@ -83,7 +83,7 @@ def _module_parts(table: pd.DataFrame, path: str) -> list[str]:
     """The ablation's rows on the module itself, per dataset, against the official RaSeRec (none: no line)."""
     told = []
     for dataset, rows in table[table["row"].isin(PARTS)].groupby("dataset", sort=False):
-        told.append(f"{dataset} ({int(rows['seeds'].min())} seed(s)): " + ", ".join(
+        told.append(f"{dataset} ({formats.seeds(rows['seeds'])}): " + ", ".join(
             f"{r['row']} {formats.pct(r['NDCG@10 vs official %'])} (p {formats.pvalue(r['p NDCG@10'])})"
             for _, r in rows.iterrows()))
     return [("- **What each part of the module does** (`09_ablation`), NDCG@10 against the official RaSeRec "

@@ -30,6 +30,13 @@ def pct(value: float) -> str:
     return f"{value:+.1f}%"
 
 
+def seeds(counts) -> str:
+    """'1 seed', '3 seeds' or '1 to 3 seeds' (rows of one statement may rest on different numbers)."""
+    counts = pd.Series(counts).astype(int)
+    low, high = counts.min(), counts.max()
+    return f"{low} seed" if high == 1 else f"{low} seeds" if low == high else f"{low} to {high} seeds"
+
+
 def pvalue(value: float) -> str:
     """A p-value with two significant digits."""
     return np.format_float_positional(float(value), precision=2, fractional=False, trim="-")
