@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from rasekit.analysis import sensitivity
+from rasekit.memory.bank import MemoryBank, encode_instances
 from rasekit.runs import experiments, ledger, notebook_runs, profiles, store, sweeps, variants
 from rasekit.settings import RamConfig, SettingsError
 from rasekit.stages.finetuning import RaSeRecTask
@@ -36,6 +37,21 @@ def test_exact_search_recalls_itself_and_fewer_probes_recall_less(parent):
                                                "IVF all lists": {"nprobe": 1024}})
     assert recall["exact"] == 1.0 and recall["IVF all lists"] == 1.0
     assert recall["IVF nprobe 1"] < 1.0
+
+
+def test_the_test_time_bank_built_once_searches_as_the_train_bank_grown_and_retrained(parent):
+    data = experiments.load_data(parent["config"], profiles.get(parent["profile"]))
+    encoder = experiments.load_pretrained(ledger.get(parent["config"]["backbone_key"]), "cpu")
+    train, valid, test = encode_instances(encoder, [data.train, data.valid, data.test])
+    for kind in ("ivf", "hnsw"):
+        grown = MemoryBank.from_arrays(train, train, data.train, "train", kind, 16)
+        grown.add(valid, valid, data.valid, "valid", retrain=True)
+        once = sensitivity.test_time_bank(train, valid, data, kind, 16)
+        for bank in (grown, once):
+            bank.set_nprobe(2)
+        search = lambda b: b.search(test, data.test.users, data.test.lengths, 10)  # noqa: E731
+        assert np.array_equal(search(once).ids, search(grown).ids), kind
+        assert list(once.tags) == list(grown.tags)
 
 
 def test_recall_at_k_counts_the_share_of_exact_ids_found():
