@@ -116,7 +116,7 @@ def estimate(run: Run, records: list[Record], here: str | None = None) -> float 
 
     def scaled(rec: Record):
         cpu = rec.cpu_seconds
-        other = registry.DATASETS.get(rec.dataset.split(":")[0])  # a held-out change scales as its base
+        other = registry.DATASETS.get(sources.Source(rec.dataset).base)  # a held-out change scales as its base
         return None if cpu is None or other is None else cpu * size / other.sequences.size
 
     tiers = [lambda r: r.model == run.identity and r.dataset == source.name,
